@@ -18,20 +18,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_models import quickstart_vit  # noqa: E402
+
 from runner.kinds.base import TaskContext  # noqa: E402
 from runner.store import MemorySink  # noqa: E402
 
 KINDS = {"fgbg": {}, "lowpass": {"radii": [2, 4, 8, 16, 32, 64, 112]}, "cls_isolation": {}}
 
-
-
-def quickstart_vit():
-    """The quickstart study's ``vit`` model, built untrained."""
-    from runner.models import build_untrained
-    from runner.spec import load_study
-
-    spec = load_study(ROOT / "studies" / "quickstart.yaml").study.models["vit"]
-    return build_untrained(spec.model_copy(update={"train": None}))
 
 
 def synthetic_val():

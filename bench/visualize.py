@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-MODELS = {
-    "quickstart": {"source": "timm", "name": "vit_tiny_patch16_224", "pretrained": False,
-                   "kwargs": {"img_size": 64, "patch_size": 8, "depth": 6, "num_classes": 10}},
-    "vit_base": {"source": "timm", "name": "vit_base_patch16_224", "pretrained": False},
-}
+from bench_models import quickstart_vit, vit_base  # noqa: E402
+
+MODELS = {"quickstart": quickstart_vit, "vit_base": vit_base}
 
 
 def best_seconds(runs: dict[str, object], repeats: int) -> dict[str, float]:
@@ -42,10 +43,8 @@ def bench_model(name: str, *, layers: list[int], features: int, steps: int, batc
     import torch
 
     from runner.kinds.visualize import FeatureJob, Recipe, chunks, optimize_features
-    from runner.models import build_untrained
-    from runner.spec import ModelSpec
 
-    model = build_untrained(ModelSpec(**MODELS[name])).to(device).eval()
+    model = MODELS[name]().to(device).eval()
     recipe = Recipe(steps=steps, trace_every=steps)
     sites = {s.layer: s for s in model.info.sites.values() if s.what == "mlp"}
     per_chunk = max(1, batch // 8)
@@ -61,7 +60,7 @@ def bench_model(name: str, *, layers: list[int], features: int, steps: int, batc
 
         def authors(jobs=jobs) -> None:
             for job in jobs:
-                optimize_features(model, [job], recipe, seed=0, device=device, stop_early=False)
+                optimize_features(model, [job], recipe, seed=0, device=device, truncated=False)
 
         def batched(jobs=jobs) -> None:
             for group in chunks(jobs, per_chunk):

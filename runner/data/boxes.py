@@ -8,6 +8,8 @@ has a few) thus clips to 0. Boxes left empty by clipping are dropped.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -24,30 +26,50 @@ class BoxFileError(ValueError):
     """A box file that is not readable VOC XML."""
 
 
-def parse_voc_boxes(path: Path, class_id: str) -> tuple[Box, ...]:
-    """The boxes in a VOC file whose ``<name>`` is ``class_id``, 0-based and inclusive."""
+#: An object in a box file: (name, box) with the box 0-based, inclusive and clipped to the image,
+#: or (name, None) for an object without a ``<bndbox>``. Objects clipped away are left out.
+VocObject = tuple[str, "Box | None"]
+
+
+def read_voc_objects(path: Path) -> list[VocObject]:
+    """Every object of a VOC file, whatever its class."""
     try:
         root = ET.parse(path).getroot()
         width = _int(root.findtext("size/width"), 0)
         height = _int(root.findtext("size/height"), 0)
-        boxes = []
+        objects: list[VocObject] = []
         for obj in root.iter("object"):
-            if (obj.findtext("name") or "").strip() != class_id:
-                continue
+            name = (obj.findtext("name") or "").strip()
             bb = obj.find("bndbox")
             if bb is None:
-                raise BoxFileError(f"{path}: an <object> of {class_id} has no <bndbox>")
+                objects.append((name, None))
+                continue
             xmin, ymin, xmax, ymax = (
                 _int(bb.findtext(tag), None) - 1 for tag in ("xmin", "ymin", "xmax", "ymax")
             )
             box = _clip((xmin, ymin, xmax, ymax), width, height)
             if box is not None:
-                boxes.append(box)
+                objects.append((name, box))
     except (ET.ParseError, TypeError, ValueError, OSError) as e:
-        if isinstance(e, BoxFileError):
-            raise
         raise BoxFileError(f"{path}: not a readable PASCAL-VOC box file ({e})") from e
+    return objects
+
+
+def boxes_of_class(objects: Sequence[VocObject], class_id: str, path: Path) -> tuple[Box, ...]:
+    """The boxes of the objects named ``class_id``; one of them without a box is an error."""
+    boxes = []
+    for name, box in objects:
+        if name != class_id:
+            continue
+        if box is None:
+            raise BoxFileError(f"{path}: an <object> of {class_id} has no <bndbox>")
+        boxes.append(box)
     return tuple(boxes)
+
+
+def parse_voc_boxes(path: Path, class_id: str) -> tuple[Box, ...]:
+    """The boxes in a VOC file whose ``<name>`` is ``class_id``, 0-based and inclusive."""
+    return boxes_of_class(read_voc_objects(path), class_id, path)
 
 
 def voc_annotation(
@@ -90,6 +112,58 @@ class BoxIndex:
             folder = self.root / class_id
             self._per_class[class_id] = _xml_stems(folder) if folder.is_dir() else {}
         return self._per_class[class_id].get(stem) or self._flat.get(stem)
+
+
+class BoxTable:
+    """The objects of the box files under one folder, parsed once and kept in the cache folder.
+
+    ImageNet train has 545k box files, about a minute and a half to parse; the table is keyed by
+    the folder's content fingerprint, so it is reused until a box file is added, removed or
+    changes size, and each file is parsed the first time an image needs it.
+    """
+
+    def __init__(self, root: Path, fingerprint: str, cache_dir: Path | None = None) -> None:
+        from runner.data.cache import cache_root, read_json
+
+        self.root = Path(os.path.abspath(root))
+        key = hashlib.sha256(str(self.root).encode()).hexdigest()[:24]
+        self.cache_file = (cache_dir or cache_root() / "boxes") / f"{key}.json"
+        self.fingerprint = fingerprint
+        cached = read_json(self.cache_file)
+        valid = (isinstance(cached, dict) and cached.get("format") == _TABLE_FORMAT
+                 and cached.get("fingerprint") == fingerprint and cached.get("root") == str(
+                     self.root) and isinstance(cached.get("files"), dict))
+        self._files: dict[str, list | str] = cached["files"] if valid else {}
+        self.parsed = 0  # files parsed by this table (not found in the cache)
+
+    def objects(self, path: Path) -> list[VocObject]:
+        """The objects of the box file ``path`` (under the root); raises ``BoxFileError``."""
+        rel = Path(os.path.relpath(os.path.abspath(path), self.root)).as_posix()
+        entry = self._files.get(rel)
+        if entry is None:
+            self.parsed += 1
+            try:
+                entry = [[name, *box] if box else [name]
+                         for name, box in read_voc_objects(path)]
+            except BoxFileError as e:
+                entry = str(e)
+            self._files[rel] = entry
+        if isinstance(entry, str):
+            raise BoxFileError(entry)
+        return [(item[0], tuple(item[1:]) if len(item) == 5 else None) for item in entry]
+
+    def save(self) -> None:
+        """Write the table back if this run parsed files; a read-only cache only costs time."""
+        from runner.data.cache import write_json_atomic
+
+        if self.parsed:
+            with contextlib.suppress(OSError):
+                write_json_atomic(self.cache_file, {
+                    "format": _TABLE_FORMAT, "root": str(self.root),
+                    "fingerprint": self.fingerprint, "files": self._files})
+
+
+_TABLE_FORMAT = 1
 
 
 def _xml_stems(folder: Path) -> dict[str, Path]:

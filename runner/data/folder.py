@@ -15,9 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.data.boxes import BoxFileError, BoxIndex, parse_voc_boxes
+from runner.data.boxes import BoxFileError, BoxIndex, BoxTable, boxes_of_class
 from runner.data.errors import DatasetError
-from runner.data.fingerprint import IMAGE_SUFFIXES, walk_tree
+from runner.data.fingerprint import BOX_SUFFIXES, IMAGE_SUFFIXES, tree_fingerprint, walk_tree
 from runner.data.subset import select_subset
 from runner.spec import ImagenetDataset, Subset
 
@@ -91,18 +91,24 @@ def read_folder(name: str, paths: FolderPaths, subset: Subset | None = None) -> 
     labels = [ref if isinstance(ref, int) else index_of[ref] for ref in refs]
 
     kept = select_subset(labels, classes, subset)
-    box_index = BoxIndex(paths.boxes) if paths.boxes is not None else None
+    box_index = box_table = None
+    if paths.boxes is not None:
+        box_index = BoxIndex(paths.boxes)
+        box_table = BoxTable(paths.boxes, tree_fingerprint(paths.boxes, BOX_SUFFIXES))
     samples, bad_box_files = [], 0
     for i in kept:
-        boxes = _boxes_of(box_index, rel_paths[i], classes[labels[i]])
+        boxes = _boxes_of(box_index, box_table, rel_paths[i], classes[labels[i]])
         bad_box_files += boxes is None
         samples.append(Sample(paths.root / rel_paths[i], labels[i], boxes or ()))
+    if box_table is not None:
+        box_table.save()
     info = {
         "images": len(samples),
         "images_before_subset": len(rel_paths),
         "boxes": sum(len(s.boxes) for s in samples),
         "no_boxes": sum(1 for s in samples if not s.boxes),
         "bad_box_files": bad_box_files,
+        "box_files_parsed": box_table.parsed if box_table is not None else 0,
         "unlabelled": unlabelled,
     }
     return ImageDataset(name=name, root=paths.root, classes=classes, samples=samples, info=info)
@@ -188,13 +194,14 @@ def _labelled_by_file(
     return rel_paths, [entries[rel] for rel in rel_paths], len(files) - len(rel_paths)
 
 
-def _boxes_of(index: BoxIndex | None, rel_path: str, class_id: str) -> tuple[Box, ...] | None:
+def _boxes_of(index: BoxIndex | None, table: BoxTable | None, rel_path: str, class_id: str
+              ) -> tuple[Box, ...] | None:
     """The image's boxes of its own class; () without a box file, None for a broken one."""
     xml = index.find(Path(rel_path).stem, class_id) if index is not None else None
-    if xml is None:
+    if xml is None or table is None:
         return ()
     try:
-        return parse_voc_boxes(xml, class_id)
+        return boxes_of_class(table.objects(xml), class_id, xml)
     except BoxFileError:
         return None
 

@@ -60,17 +60,16 @@ def active_stats(model: LoadedModel, site: SiteInfo, images: torch.Tensor,
     activations), forward stopped after the site's block."""
     import torch
 
-    from runner.ops.activation import patch_view
+    from runner.models.base import FeatureRead
 
     counts, sums = [], []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].to(device)
-            feats = features[start : start + batch_size].to(device)
-            patches = patch_view(model.capture(x, [site.name])[site.name], site.prefix_tokens,
-                                 site.tokens)
-            index = feats.view(-1, 1, 1).expand(-1, patches.shape[1], 1)
-            acts = patches.gather(2, index).squeeze(2).float()  # (b, N)
+            read = FeatureRead(site.name, slice(0, x.shape[0]),
+                               features[start : start + batch_size].to(device))
+            (values,) = model.read_features(x, [read])
+            acts = (values[:, site.prefix_tokens:] if site.tokens else values.flatten(1)).float()
             active = acts > threshold
             counts.append(active.sum(1).cpu().double())
             sums.append((acts * active).sum(1).cpu().double())

@@ -147,26 +147,28 @@ def segments(jobs: Sequence[FeatureJob], copies: int, device: str = "cpu") -> li
     return out
 
 
-def job_objectives(acts: dict[str, torch.Tensor], parts: Sequence[Segment]) -> torch.Tensor:
-    """(rows,): each row's objective, its job's feature averaged over the patch tokens."""
+def job_objectives(model: LoadedModel, x: torch.Tensor, parts: Sequence[Segment], *,
+                   truncated: bool = True) -> torch.Tensor:
+    """(rows,): each row's objective, its job's feature averaged over the patch tokens.
+    ``truncated``: the forward stops at the deepest site and computes only the features read;
+    otherwise it runs in full and reads the whole site, the authors' way."""
     import torch
 
-    from runner.ops.activation import feature_objective
+    from runner.models.base import FeatureRead
+    from runner.ops.activation import patch_mean
 
-    values = []
-    for p in parts:
-        rows = acts[p.site.name]
-        if len(parts) > 1:  # slicing costs a full-size copy in the backward: only when needed
-            rows = rows[p.rows]
-        values.append(feature_objective(rows, p.features, p.site.prefix_tokens, p.site.tokens))
-    return torch.cat(values)
+    reads = [FeatureRead(p.site.name, p.rows, p.features) for p in parts]
+    values = model.read_features(x, reads, truncated=truncated)
+    return torch.cat([patch_mean(v, p.site.prefix_tokens, p.site.tokens)
+                      for v, p in zip(values, parts, strict=True)])
 
 
 def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Recipe, *,
-                      seed: int, device: str = "cpu", stop_early: bool = True,
+                      seed: int, device: str = "cpu", truncated: bool = True,
                       on_step: Callable[[int], None] | None = None) -> list[Optimized]:
     """Maximize every job's feature in one batch (jobs x copies). Each image's randomness comes
-    from its own generator (seed, layer, feature), so results do not depend on batching."""
+    from its own generator (seed, layer, feature), so results do not depend on batching.
+    ``truncated=False`` runs every forward in full (the authors' way, for comparison)."""
     import torch
 
     from runner.ops.augment import AugmentSettings, augment, draw_augment, image_generator
@@ -175,7 +177,6 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
 
     settings = recipe.augment or AugmentSettings()
     copies, size = settings.copies, (model.preprocess.size, model.preprocess.size)
-    sites = list(dict.fromkeys(j.site.name for j in jobs))
     gens = [image_generator(seed, j.site.layer, j.feature) for j in jobs]
     results = [Optimized(j, torch.empty(0), float("nan")) for j in jobs]
     augmented, plain = segments(jobs, copies, device), segments(jobs, 1, device)
@@ -187,8 +188,8 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
         for step in range(recipe.steps):
             draw = draw_augment(settings, gens, step, recipe.steps, size, device)
             batch = augment(param.image(), draw)
-            acts = model.capture(batch, sites, stop_early=stop_early)
-            objective = job_objectives(acts, augmented).view(len(jobs), copies).mean(1)
+            objective = job_objectives(model, batch, augmented, truncated=truncated)
+            objective = objective.view(len(jobs), copies).mean(1)
             tv = total_variation(batch).view(len(jobs), copies).mean(1)
             optimizer.zero_grad(set_to_none=True)
             (recipe.tv_weight * tv - objective).sum().backward()
@@ -203,7 +204,7 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
                 on_step(step)
         with torch.no_grad():
             images = param.image().detach()
-            final = job_objectives(model.capture(images, sites, stop_early=stop_early), plain)
+            final = job_objectives(model, images, plain, truncated=truncated)
     for r, image, value in zip(results, images.cpu(), final.tolist(), strict=True):
         r.image, r.activation = image, value
     return results

@@ -55,6 +55,15 @@ class ModelInfo:
     outputs: str = "logits"
 
 
+@dataclass(frozen=True)
+class FeatureRead:
+    """Rows ``rows`` of a batch each read one channel of ``site``: row i reads ``features[i]``."""
+
+    site: str
+    rows: slice
+    features: torch.Tensor  # (rows,) long
+
+
 class ViTParts:
     """Token surgery on a plain ViT (CLS isolation, patch heads).
 
@@ -102,7 +111,24 @@ class LoadedModel(nn.Module):
         """Activations at ``sites``; with ``stop_early`` the forward ends after the deepest one."""
         raise NotImplementedError
 
+    def read_features(
+        self, x01: torch.Tensor, reads: Sequence[FeatureRead], *, truncated: bool = True
+    ) -> list[torch.Tensor]:
+        """One channel per row: for each read, (rows, T) token or (rows, H, W) CNN activations
+        of its features. ``truncated``: the forward ends at the deepest site (and may compute
+        only the channels read); otherwise it runs in full, as a plain hooked forward would."""
+        from runner.ops.activation import pick_features
+
+        acts = self.capture(x01, [r.site for r in reads], stop_early=truncated)
+        return [pick_features(batch_rows(acts[r.site], r.rows), r.features,
+                              self.info.sites[r.site].tokens) for r in reads]
+
     @property
     def vit(self) -> ViTParts | None:
         """Token-surgery parts for plain ViTs; None for other architectures."""
         return None
+
+
+def batch_rows(t: torch.Tensor, rows: slice) -> torch.Tensor:
+    """``t[rows]``, without the slice when it covers every row (its backward copies in full)."""
+    return t if rows.indices(t.shape[0]) == (0, t.shape[0], 1) else t[rows]

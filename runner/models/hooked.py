@@ -19,17 +19,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.models.base import LoadedModel, ModelInfo, Preprocess, SiteInfo, ViTParts
+from runner.models.base import (
+    FeatureRead,
+    LoadedModel,
+    ModelInfo,
+    Preprocess,
+    SiteInfo,
+    ViTParts,
+    batch_rows,
+)
 from runner.models.errors import ModelError
 
 
 @dataclass(frozen=True)
 class SiteReader:
-    """How to read a site: hook ``module`` (its output, or its first input) and apply ``read``."""
+    """How to read a site: hook ``module`` (its output, or its first input) and apply ``read``.
+
+    ``linear``: for a feed-forward site, the ``nn.Linear`` whose output ``module`` (an
+    elementwise activation) is applied to, checked on a probe forward; reading a few channels
+    then hooks that layer's input and computes only those channels.
+    """
 
     module: str  # dotted path inside the library module
     read: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     on_input: bool = False
+    linear: str | None = None
 
 
 class _StopForward(Exception):
@@ -73,18 +87,55 @@ class HookedModel(LoadedModel):
     ) -> dict[str, torch.Tensor]:
         """Activations at ``sites``; with ``stop_early`` the forward ends after the deepest one."""
         wanted = list(dict.fromkeys(sites))
-        unknown = [s for s in wanted if s not in self._readers]
+        self._check_sites(wanted)
+        taps = {name: (self._readers[name].module, self._readers[name].on_input)
+                for name in wanted}
+        return self._forward_taps(x01, taps, stop_early=stop_early)
+
+    def read_features(
+        self, x01: torch.Tensor, reads: Sequence[FeatureRead], *, truncated: bool = True
+    ) -> list[torch.Tensor]:
+        """One channel per row (see ``LoadedModel.read_features``). Truncated, a feed-forward
+        site with a known ``linear`` is read at that layer's input, so the forward stops before
+        it and only the channels read are computed: (rows, D) x (D,) each, not (D, 4D)."""
+        from runner.ops.activation import linear_features, pick_features
+
+        wanted = list(dict.fromkeys(r.site for r in reads))
+        self._check_sites(wanted)
+        fast = {name for name in wanted if truncated and self._readers[name].linear}
+        taps = {name: ((self._readers[name].linear, True) if name in fast else
+                       (self._readers[name].module, self._readers[name].on_input))
+                for name in wanted}
+        found = self._forward_taps(x01, taps, stop_early=truncated)
+        out = []
+        for r in reads:
+            reader, value = self._readers[r.site], batch_rows(found[r.site], r.rows)
+            if r.site in fast:
+                linear = self.net.get_submodule(reader.linear)
+                act = self.net.get_submodule(reader.module)
+                out.append(act(linear_features(value, linear.weight, linear.bias, r.features)))
+            else:
+                out.append(pick_features(value, r.features, self.info.sites[r.site].tokens))
+        return out
+
+    def _check_sites(self, names: Sequence[str]) -> None:
+        unknown = [s for s in names if s not in self._readers]
         if unknown:
             raise ModelError(
                 f"model {self.info.name} has no site {unknown[0]!r}; it has "
                 f"{_summarize(self._readers)} (see `vitstudy sites`)."
             )
-        if not wanted:
+
+    def _forward_taps(self, x01: torch.Tensor, taps: dict[str, tuple[str, bool]], *,
+                      stop_early: bool) -> dict[str, torch.Tensor]:
+        """Run the forward with a hook per tap (site -> (module path, on its input?)); each
+        site's value is its reader's ``read`` of what the hook saw. With ``stop_early`` the
+        forward ends once every tap has fired."""
+        if not taps:
             return {}
         groups: dict[tuple[str, bool], list[str]] = {}
-        for name in wanted:
-            r = self._readers[name]
-            groups.setdefault((r.module, r.on_input), []).append(name)
+        for name, tap in taps.items():
+            groups.setdefault(tap, []).append(name)
         found: dict[str, torch.Tensor] = {}
 
         def hook(names: list[str], on_input: bool, module: nn.Module, args, output=None):
@@ -92,7 +143,7 @@ class HookedModel(LoadedModel):
             for name in names:
                 if name not in found:
                     found[name] = self._readers[name].read(module, value)
-            if stop_early and len(found) == len(wanted):
+            if stop_early and len(found) == len(taps):
                 raise _StopForward
 
         handles = []
@@ -107,10 +158,10 @@ class HookedModel(LoadedModel):
         finally:
             for h in handles:
                 h.remove()
-        missing = [s for s in wanted if s not in found]
+        missing = [s for s in taps if s not in found]
         if missing:
             raise RuntimeError(f"the forward of {self.info.name} never reached {missing}")
-        return {s: found[s] for s in wanted}
+        return {s: found[s] for s in taps}
 
     @property
     def vit(self) -> ViTParts | None:
@@ -224,6 +275,7 @@ class Block:
     module: nn.Module
     mlp_act: str | None  # path of the feed-forward activation module
     qkv: tuple[str, bool, Callable[[int], Callable]] | None  # (path, on_input, reader factory)
+    mlp_linear: str | None = None  # the nn.Linear feeding ``mlp_act``, if it is one (checked)
 
 
 def transformer_sites(
@@ -244,6 +296,8 @@ def transformer_sites(
         targets.append((b.path, False))
         if b.mlp_act:
             targets.append((b.mlp_act, False))
+        if b.mlp_act and b.mlp_linear:
+            targets.append((b.mlp_linear, True))
         if b.qkv:
             targets.append((b.qkv[0], b.qkv[1]))
     seen, out = probe(net, x, targets)
@@ -272,7 +326,13 @@ def transformer_sites(
             out_read = three_d
         if act_t is not None and act_t.ndim in (3, 4):
             act_read = three_d if act_t.ndim == 3 else nchw_tokens
-            add(f"block{layer}.mlp", layer, "mlp", SiteReader(b.mlp_act, act_read), act_t)
+            linear = None
+            if b.mlp_linear and feeds_activation(
+                    net.get_submodule(b.mlp_linear), net.get_submodule(b.mlp_act),
+                    seen.get((b.mlp_linear, True)), act_t):
+                linear = b.mlp_linear
+            add(f"block{layer}.mlp", layer, "mlp",
+                SiteReader(b.mlp_act, act_read, linear=linear), act_t)
         if b.qkv is not None and (b.qkv[0], b.qkv[1]) in seen:  # some call F.linear directly
             path, on_input, make = b.qkv
             value = seen[(path, on_input)]
@@ -284,6 +344,19 @@ def transformer_sites(
                         value)
         add(f"block{layer}.out", layer, "out", SiteReader(b.path, out_read), out_t)
     return infos, readers, out
+
+
+def feeds_activation(linear: nn.Module, act: nn.Module, linear_input: torch.Tensor | None,
+                     act_output: torch.Tensor) -> bool:
+    """Whether a probe's feed-forward activation output is ``act(linear(input))`` with
+    ``linear`` an ``nn.Linear``: then one channel can be computed from the linear's input."""
+    if not isinstance(linear, nn.Linear) or linear_input is None or linear_input.ndim != 3:
+        return False
+    if act_output.shape != (*linear_input.shape[:-1], linear.out_features):
+        return False
+    with torch.no_grad():
+        recomputed = act(F.linear(linear_input, linear.weight, linear.bias))
+    return torch.allclose(recomputed, act_output, rtol=1e-4, atol=1e-5)
 
 
 def stage_sites(

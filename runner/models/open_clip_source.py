@@ -204,7 +204,8 @@ def structure(net: nn.Module, spec: ModelSpec, base_dir: Path | None = None) -> 
             if isinstance(blk.attn, nn.MultiheadAttention) and blk.attn._qkv_same_embed_dim:
                 qkv = (f"{path}.attn", True, partial(_in_proj_reader, seq_first))
             act = next((a for a in ("gelu", "act") if hasattr(blk.mlp, a)), None)
-            blocks.append(Block(path, blk, f"{path}.mlp.{act}" if act else None, qkv))
+            linear = f"{path}.mlp.c_fc" if hasattr(blk.mlp, "c_fc") else None
+            blocks.append(Block(path, blk, f"{path}.mlp.{act}" if act else None, qkv, linear))
         plain = net.attn_pool is None
         return Structure(preprocess=pre, blocks=blocks, max_prefix=1,
                          known_grid=tuple(net.grid_size), sequence_first=seq_first,

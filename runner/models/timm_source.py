@@ -149,6 +149,8 @@ def find_blocks(net: nn.Module) -> list[Block]:
             module=module,
             mlp_act=f"{path}.mlp.{act}" if act else None,
             qkv=(f"{path}.attn.qkv", False, _qkv_reader) if isinstance(qkv, nn.Linear) else None,
+            mlp_linear=f"{path}.mlp.fc1" if isinstance(getattr(mlp, "fc1", None), nn.Linear)
+            else None,
         ))
     return blocks
 

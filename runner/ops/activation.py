@@ -28,17 +28,41 @@ def patch_score(patches: torch.Tensor, score: Score = "mean") -> torch.Tensor:
     raise ValueError(f"unknown score {score!r}")
 
 
+def pick_features(acts: torch.Tensor, features: torch.Tensor, tokens: bool = True
+                  ) -> torch.Tensor:
+    """Row b's channel ``features[b]`` of a site's activations: token (B, T, C) -> (B, T), CNN
+    (B, C, H, W) -> (B, H, W). Gathered, so the backward scatters into one zero tensor instead
+    of copying slices."""
+    index = features.to(acts.device, torch.long)
+    if tokens:
+        return acts.gather(2, index.view(-1, 1, 1).expand(-1, acts.shape[1], 1)).squeeze(2)
+    return acts.gather(1, index.view(-1, 1, 1, 1).expand(-1, 1, *acts.shape[2:])).squeeze(1)
+
+
+def linear_features(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    features: torch.Tensor) -> torch.Tensor:
+    """(B, T): row b's output ``features[b]`` of the linear layer (``weight`` (F, D), ``bias``
+    (F,)) on its tokens ``x`` (B, T, D), i.e. ``F.linear(x, weight, bias)`` gathered at one
+    output per row, at 1/F of the cost: what a feature objective needs from the last layer."""
+    index = features.to(x.device, torch.long)
+    out = torch.bmm(x, weight[index].unsqueeze(2)).squeeze(2)
+    return out if bias is None else out + bias[index].unsqueeze(1)
+
+
+def patch_mean(per_row: torch.Tensor, prefix_tokens: int = 0, tokens: bool = True
+               ) -> torch.Tensor:
+    """(B,): the mean over patch positions of one channel per row, (B, T) tokens (prefix tokens
+    left out) or (B, H, W) CNN maps: the paper's objective."""
+    if tokens:
+        return per_row[:, prefix_tokens:].mean(dim=1)
+    return per_row.flatten(1).mean(dim=1)
+
+
 def feature_objective(acts: torch.Tensor, features: torch.Tensor, prefix_tokens: int = 0,
                       tokens: bool = True) -> torch.Tensor:
     """(B,): for image b, the mean over patch positions of feature ``features[b]``, straight
-    from a site's activations (token (B, prefix + N, C) or CNN (B, C, H, W)). The channel is
-    gathered first, so the backward scatters into one zero tensor instead of copying slices."""
-    index = features.to(acts.device, torch.long)
-    if tokens:
-        picked = acts.gather(2, index.view(-1, 1, 1).expand(-1, acts.shape[1], 1)).squeeze(2)
-        return picked[:, prefix_tokens:].mean(dim=1)
-    picked = acts.gather(1, index.view(-1, 1, 1, 1).expand(-1, 1, *acts.shape[2:]))
-    return picked.flatten(1).mean(dim=1)
+    from a site's activations (token (B, prefix + N, C) or CNN (B, C, H, W))."""
+    return patch_mean(pick_features(acts, features, tokens), prefix_tokens, tokens)
 
 
 def activation_maps(patches: torch.Tensor, grid: tuple[int, int],

@@ -134,6 +134,33 @@ def test_boxes_in_val_layout_keep_only_the_image_class(tmp_path: Path) -> None:
     assert ds.info["no_boxes"] == 3 and ds.info["boxes"] == 2 and ds.info["bad_box_files"] == 1
 
 
+def test_box_files_are_parsed_once_and_again_after_a_change(tmp_path: Path, monkeypatch) -> None:
+    import runner.data.boxes as boxes_module
+
+    parsed = []
+    read = boxes_module.read_voc_objects
+    monkeypatch.setattr(boxes_module, "read_voc_objects", lambda path: parsed.append(path.name)
+                        or read(path))
+    for i in range(3):
+        write_image(tmp_path / "val" / TENCH / f"v{i}.JPEG")
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "v0.xml").write_text(voc_xml([(TENCH, (1, 2, 3, 4))]))
+    (boxes / "v1.xml").write_text("<annotation><object>")  # broken: remembered as broken
+    spec = imagenet(tmp_path / "val", boxes=boxes)
+    first = open_dataset("val", spec)
+    assert sorted(parsed) == ["v0.xml", "v1.xml"] and first.info["box_files_parsed"] == 2
+    parsed.clear()
+    again = open_dataset("val", spec)
+    assert parsed == [] and again.info["box_files_parsed"] == 0
+    assert [s.boxes for s in again.samples] == [s.boxes for s in first.samples]
+    assert again.info["bad_box_files"] == first.info["bad_box_files"] == 1
+    (boxes / "v2.xml").write_text(voc_xml([(TENCH, (2, 2, 5, 5))]))  # a new file: re-read
+    changed = open_dataset("val", spec)
+    assert sorted(parsed) == ["v0.xml", "v1.xml", "v2.xml"]
+    assert [s.boxes for s in changed.samples] == [((0, 1, 2, 3),), (), ((1, 1, 4, 4),)]
+
+
 def test_boxes_in_train_layout(tmp_path: Path) -> None:
     write_image(tmp_path / "train" / TENCH / f"{TENCH}_7.JPEG")
     write_image(tmp_path / "train" / GOLDFISH / f"{GOLDFISH}_7.JPEG")

@@ -42,7 +42,7 @@ def test_a_features_image_does_not_depend_on_its_batch_or_on_early_stopping():
     jobs = [FeatureJob(_site(model, 0), 5), FeatureJob(_site(model, 1), 7),
             FeatureJob(_site(model, 0), RED)]
     together = optimize_features(model, jobs, recipe, seed=3)
-    alone = optimize_features(model, jobs[2:], recipe, seed=3, stop_early=False)[0]
+    alone = optimize_features(model, jobs[2:], recipe, seed=3, truncated=False)[0]
     assert torch.allclose(together[2].image, alone.image, atol=1e-5)
     assert together[2].activation == pytest.approx(alone.activation, rel=1e-5)
     other_seed = optimize_features(model, jobs[2:], recipe, seed=4)[0]

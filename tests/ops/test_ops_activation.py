@@ -8,6 +8,7 @@ from runner.ops.activation import (
     TopK,
     activation_maps,
     feature_objective,
+    linear_features,
     patch_score,
     patch_view,
 )
@@ -32,6 +33,21 @@ def test_patch_scores_and_objective_match_numpy():
     cnn = acts[:, 2:].reshape(3, 3, 3, 5).transpose(0, 3, 1, 2)  # (B, C, H, W)
     on_cnn = feature_objective(torch.from_numpy(cnn.copy()), torch.tensor([4, 0, 4]), tokens=False)
     assert np.allclose(on_cnn.numpy(), objective)
+
+
+def test_linear_features_are_one_output_of_the_linear_layer_per_row():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 5, 4)).astype(np.float32)  # (B, T, D)
+    weight = rng.normal(size=(6, 4)).astype(np.float32)  # (F, D)
+    bias = rng.normal(size=6).astype(np.float32)
+    features = [5, 0, 5]
+    want = np.stack([x[b] @ weight[f] + bias[f] for b, f in enumerate(features)])  # (B, T)
+    got = linear_features(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
+                          torch.tensor(features))
+    assert got.shape == (3, 5) and np.allclose(got.numpy(), want, atol=1e-6)
+    no_bias = linear_features(torch.from_numpy(x), torch.from_numpy(weight), None,
+                              torch.tensor(features))
+    assert np.allclose(no_bias.numpy(), want - bias[features][:, None], atol=1e-6)
 
 
 def test_activation_maps_are_the_tokens_on_the_grid():
