@@ -211,10 +211,19 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
 
 
 def chunks(jobs: Sequence[FeatureJob], size: int) -> list[list[FeatureJob]]:
-    """Jobs sorted by layer, then cut into groups of ``size``: a group of shallow features
-    stops its forward early."""
-    ordered = sorted(jobs, key=lambda j: (j.site.layer, j.feature))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    """Jobs sorted by layer, then cut into groups of at most ``size``. A group's forward runs to
+    its deepest layer, so a new group also starts where the layer changes once the current one
+    is at least half full: shallow features do not pay for deep blocks just to fill a batch."""
+    ordered = sorted(jobs, key=lambda j: (j.site.layer, j.site.name, j.feature))
+    groups: list[list[FeatureJob]] = []
+    for job in ordered:
+        current = groups[-1] if groups else None
+        if (current is None or len(current) >= size
+                or (job.site != current[-1].site and 2 * len(current) >= size)):
+            groups.append([job])
+        else:
+            current.append(job)
+    return groups
 
 
 def select_jobs(ctx: TaskContext, params: VisualizeParams

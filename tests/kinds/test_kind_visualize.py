@@ -6,7 +6,7 @@ import torch
 from vis_helpers import GREEN, RED, artifacts, colour_images, context, metrics, planted_vit
 
 from runner.kinds import PlanError
-from runner.kinds.visualize import KIND, FeatureJob, Recipe, optimize_features
+from runner.kinds.visualize import KIND, FeatureJob, Recipe, chunks, optimize_features
 from runner.ops.augment import AugmentSettings
 
 
@@ -109,3 +109,18 @@ def test_top_features_and_figure2_panels_with_a_dataset(tmp_path):
     panel = Image.open(ctx.sink.path(panels[0].path))
     assert panel.width == (2 * 32 + 4) + 3 * (4 + 32)  # optimized image + 3 top images
     assert ctx.progress.done == ctx.progress.total == len(data) + 3  # ranking pass + steps
+
+
+def test_batches_cut_at_layer_changes_once_half_full():
+    model = planted_vit()
+
+    def jobs(layers):
+        return [FeatureJob(_site(model, layer), f) for f, layer in enumerate(layers)]
+
+    def layers_of(groups):
+        return [[j.site.layer for j in g] for g in groups]
+
+    assert layers_of(chunks(jobs([1, 0, 1]), 4)) == [[0, 1, 1]]  # under half: shared
+    assert layers_of(chunks(jobs([0, 0, 1, 1, 1]), 4)) == [[0, 0], [1, 1, 1]]  # half: cut
+    assert layers_of(chunks(jobs([0] * 5 + [1]), 2)) == [[0, 0], [0, 0], [0], [1]]
+    assert layers_of(chunks(jobs([0, 1, 1, 1, 1]), 4)) == [[0, 1, 1, 1], [1]]
