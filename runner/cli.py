@@ -165,8 +165,9 @@ def why(ctx: click.Context, study_file: str) -> None:
 @click.argument("study_file", type=click.Path(dir_okay=False))
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, auto.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
-              help="data-loading processes.")
+@click.option("--workers", default=None, type=click.IntRange(0),
+              help="data-loading (decode) processes. [default: 0 on a CPU; on a GPU one per "
+                   "core but one, at most 8]")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True)
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
@@ -179,7 +180,7 @@ def why(ctx: click.Context, study_file: str) -> None:
 @click.option("--report/--no-report", "with_report", default=False,
               help="write the study's report after the run.")
 @click.pass_context
-def run(ctx: click.Context, study_file: str, device: str, batch_size: int, workers: int,
+def run(ctx: click.Context, study_file: str, device: str, batch_size: int, workers: int | None,
         executor: str, address: str | None, actors: int | None, gpus_per_actor: float | None,
         with_report: bool) -> None:
     """Run every task of a study that is not cached."""

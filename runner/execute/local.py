@@ -23,7 +23,12 @@ from typing import Any, Protocol
 
 from runner import db
 from runner.execute.display import Display
-from runner.execute.provenance import device_label, provenance, resolve_device
+from runner.execute.provenance import (
+    device_label,
+    provenance,
+    resolve_device,
+    resolve_workers,
+)
 from runner.kinds import get_kind
 from runner.kinds.base import Progress, TaskContext, TaskResult, Upstream
 from runner.plan import Plan, Task, cache_status
@@ -40,7 +45,7 @@ class RunOptions:
 
     device: str = "auto"
     batch_size: int = 64
-    workers: int = 0
+    workers: int | None = None  # None: 0 on a CPU, several on a GPU (resolve_workers)
     command: str = "run"
 
 
@@ -168,6 +173,7 @@ class GroupRunner:
     def __init__(self, plan: Plan, store: Store, options: RunOptions, device: str,
                  upstream_artifacts: Callable[[str], dict[str, str]]) -> None:
         self.plan, self.store, self.options, self.device = plan, store, options, device
+        self.workers = resolve_workers(options.workers, device)
         self.upstream_artifacts = upstream_artifacts
         self.study = plan.study.study
         self.base_dir = plan.study.base_dir
@@ -202,7 +208,7 @@ class GroupRunner:
 
         return TaskContext(
             key=task.key, kind=task.kind, params=task.params, seed=task.seed, sink=self.store,
-            device=self.device, batch_size=self.options.batch_size, workers=self.options.workers,
+            device=self.device, batch_size=self.options.batch_size, workers=self.workers,
             model_name=task.model, dataset_name=task.dataset, upstream=upstream,
             progress=Progress(report.progress),
             load_model=load_model if spec is not None else None,
@@ -266,7 +272,7 @@ class GroupRunner:
             _seed_everything(evaluators[0][0].seed)
             errors = run_fused([ev for _, ev in evaluators], first.model, first.dataset,
                                batch_size=self.options.batch_size, device=self.device,
-                               workers=self.options.workers, progress=first.progress)
+                               workers=self.workers, progress=first.progress)
         except Exception as e:  # noqa: BLE001 - the shared loop broke: every task fails
             for task, _ in evaluators:
                 report.failed(task, _describe(e), {})
@@ -349,7 +355,7 @@ class Runner:
                        device: str | None = None, host: str | None = None) -> None:
         """Commit a task's rows (its artifacts are already in the store) and show it done."""
         info = dict(result.info, batch_size=self.options.batch_size,
-                    workers=self.options.workers)
+                    workers=resolve_workers(self.options.workers, device or self.device))
         db.finish_task(self.engine, task.key,
                        metric_rows=[asdict(m) for m in result.metrics],
                        artifact_rows=[asdict(a) for a in result.artifacts],

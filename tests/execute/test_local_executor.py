@@ -149,3 +149,18 @@ def test_two_runners_run_every_task_exactly_once(workdir: Path) -> None:
     assert len(rows) == 4
     assert all(v == ("done", 1) for v in rows.values()), rows
     assert_done_tasks_have_their_artifacts(workdir)
+
+
+def test_decode_workers_default_to_none_on_a_cpu_and_several_on_a_gpu(monkeypatch):
+    import os
+
+    from runner.execute.provenance import MAX_AUTO_WORKERS, resolve_workers
+
+    assert resolve_workers(3, "cpu") == 3 and resolve_workers(0, "cuda") == 0
+    assert resolve_workers(None, "cpu") == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert resolve_workers(None, "cuda:1") == MAX_AUTO_WORKERS
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert resolve_workers(None, "cuda") == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert resolve_workers(None, "cuda") == 1
