@@ -418,6 +418,7 @@ class AccuracyEvaluator:
         self.ctx = ctx
         self.key = ctx.key
         self._hits: dict[str, list[tuple[Any, Any, Any]]] = {}
+        self._undefined_logged: set[str] = set()
 
     def record(
         self, name: str, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
@@ -449,9 +450,12 @@ class AccuracyEvaluator:
         """Record ``100 * value / reference``; left out (and logged) when the reference is 0."""
         if reference > 0:
             self.ctx.metric(name, 100.0 * value / reference, **dims)
-        else:
-            self.ctx.count("normalization_undefined")
-            self.ctx.log(f"{self.ctx.kind}: {name} left out, reference accuracy is 0")
+            return
+        self.ctx.count("normalization_undefined")
+        if name not in self._undefined_logged:  # once per metric, not once per radius
+            self._undefined_logged.add(name)
+            self.ctx.log(f"{self.ctx.kind}: {name} left out, reference accuracy is 0 "
+                         "(counted in the task's info as normalization_undefined)")
 
     def batch_done(self, batch: Batch) -> None:
         """Count the batch's unreadable images with the task."""

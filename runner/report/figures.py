@@ -32,6 +32,15 @@ _RC = {
 DPI = 110
 
 
+def legend(ax: Any, **kwargs: Any) -> bool:
+    """Draw ``ax``'s legend if it has labelled lines; say whether it did (matplotlib warns on an
+    empty legend, e.g. when a normalized panel has nothing to plot)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return False
+    ax.legend(**kwargs)
+    return True
+
+
 def line_styles(labels_by_family: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     """Label -> matplotlib line style: a colour per model, line and marker per family."""
     styles: dict[str, dict[str, Any]] = {}
@@ -98,7 +107,7 @@ def isolation_curve_figure(
         ax.set_xlabel("insertion layer L (CLS meets the patches in blocks L..end)")
         ax.set_ylabel(f"{title} accuracy (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[1].legend(loc="lower left", frameon=False, title="dotted: natural", title_fontsize=8)
+    legend(axes[1], loc="lower left", frameon=False, title="dotted: natural", title_fontsize=8)
     return figure
 
 
@@ -169,7 +178,11 @@ def filter_curves_figure(
                 ax.set_title(f"{top}, normalized by the unfiltered accuracy")
             if row == 1:
                 ax.set_xlabel(f"{unit}; frequencies up to r {kept}")
-    axes[0, 1].legend(loc="lower right", frameon=False)
+    legend(axes[0, 1], loc="lower right", frameon=False)
+    for ax in axes[:, 1]:
+        if not ax.get_legend_handles_labels()[0]:  # every normalized value undefined
+            ax.text(0.5, 0.5, "undefined: the unfiltered accuracy is 0", ha="center",
+                    va="center", transform=ax.transAxes, color="#666666")
     return figure
 
 
@@ -197,7 +210,7 @@ def spatial_drop_figure(curves: pd.DataFrame, r2: pd.DataFrame, title: str) -> F
                     color=cmap(i / max(1, len(layers) - 1) * 0.9), label=tag)
         ax.set_xlabel("active patches dropped (%)")
         ax.set_title(f"{what} relative to the initial image")
-        ax.legend(frameon=False, fontsize=7.5)
+        legend(ax, frameon=False, fontsize=7.5)
     axes[0].set_ylabel("ratio to the initial image")
     figure.suptitle(title, fontsize=10.5)
     return figure

@@ -75,3 +75,20 @@ def test_lowpass_params():
             KIND.Params(radii=bad)
     with pytest.raises(ValueError):
         KIND.Params(filter="butterworth")
+
+
+def test_undefined_normalization_is_counted_and_logged_once_per_metric():
+    import copy
+
+    model = copy.deepcopy(tiny_vit())  # 10 classes; the world's labels are 0..3
+    with torch.no_grad():
+        model.net.head.bias[4:] = 1e3  # classes 4..9 fill the top 5: every accuracy is 0
+    ctx = context("lowpass", model, synthetic_val(), radii=[2, 6, 12], highpass=True)
+    lines = []
+    ctx.log = lines.append
+    KIND.run(ctx)
+    assert metric(ctx, "top5", variant="natural") == 0.0
+    assert not [m for m in ctx.result.metrics if m.name.endswith("_norm")]
+    assert ctx.result.info["normalization_undefined"] == 2 * 3 * 2  # variants x radii x k
+    assert sorted(lines) == [f"lowpass: top{k}_norm left out, reference accuracy is 0 (counted "
+                             "in the task's info as normalization_undefined)" for k in (1, 5)]
