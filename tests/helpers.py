@@ -37,6 +37,16 @@ studies:
     params: {radii: [2, 8]}
 """
 
+#: The tiny study plus fgbg and cls_isolation: with its lowpass, one fused (model, dataset) group.
+TINY_EVALUATIONS = TINY_STUDY + """\
+  - kind: fgbg
+    models: [vit]
+    dataset: shapes_val
+  - kind: cls_isolation
+    models: [vit]
+    dataset: shapes_val
+"""
+
 
 def write_study(folder: Path, text: str, name: str = "study.yaml") -> Path:
     """Write a study file (dedented) and return its path."""

@@ -131,8 +131,9 @@ class BoxTable:
         self.fingerprint = fingerprint
         cached = read_json(self.cache_file)
         valid = (isinstance(cached, dict) and cached.get("format") == _TABLE_FORMAT
-                 and cached.get("fingerprint") == fingerprint and cached.get("root") == str(
-                     self.root) and isinstance(cached.get("files"), dict))
+                 and cached.get("fingerprint") == fingerprint
+                 and cached.get("root") == str(self.root)
+                 and isinstance(cached.get("files"), dict))
         self._files: dict[str, list | str] = cached["files"] if valid else {}
         self.parsed = 0  # files parsed by this table (not found in the cache)
 

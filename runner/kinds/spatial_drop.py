@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from runner.kinds.base import Kind, KindParams, TaskContext
+from runner.kinds.base import TaskContext
 from runner.kinds.topk import (
     FeatureSelection,
     SiteParams,
+    SiteReadingKind,
     TopFeatures,
-    check_selection,
     explicit_features,
     model_inputs,
     rank_dataset,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from runner.kinds.topk import Ranking
-    from runner.models.base import LoadedModel, ModelInfo, SiteInfo
+    from runner.models.base import LoadedModel, SiteInfo
 
 
 class SpatialDropParams(SiteParams):
@@ -61,6 +61,7 @@ def active_stats(model: LoadedModel, site: SiteInfo, images: torch.Tensor,
     import torch
 
     from runner.models.base import FeatureRead
+    from runner.ops.activation import patch_values
 
     counts, sums = [], []
     with torch.no_grad():
@@ -69,7 +70,7 @@ def active_stats(model: LoadedModel, site: SiteInfo, images: torch.Tensor,
             read = FeatureRead(site.name, slice(0, x.shape[0]),
                                features[start : start + batch_size].to(device))
             (values,) = model.read_features(x, [read])
-            acts = (values[:, site.prefix_tokens:] if site.tokens else values.flatten(1)).float()
+            acts = patch_values(values, site.prefix_tokens, site.tokens).float()
             active = acts > threshold
             counts.append(active.sum(1).cpu().double())
             sums.append((acts * active).sum(1).cpu().double())
@@ -129,17 +130,12 @@ def drop_curves(model: LoadedModel, ranking: Ranking, images: dict[int, torch.Te
     return weights @ per_image_count, weights @ per_image_sum, n_valid
 
 
-class SpatialDrop(Kind):
+class SpatialDrop(SiteReadingKind):
     name = "spatial_drop"
     version = 1
     Params = SpatialDropParams
     summary = ("appendix F: active-patch count and activation sum as x% of a feature's active "
                "patches are blacked out; linearity per layer")
-
-    def check(self, params: KindParams, model: ModelInfo | None) -> None:
-        if model is not None:
-            p: SpatialDropParams = params  # type: ignore[assignment]
-            check_selection(model, p.layers, p.site, p.features)
 
     def run(self, ctx: TaskContext) -> None:
         import torch

@@ -214,6 +214,15 @@ class SiteParams(KindParams):
     site: SiteKind = Field("mlp", description=SITE_DOC)
 
 
+class SiteReadingKind(Kind):
+    """A kind whose params are ``SiteParams`` with a ``features`` selection (topk, visualize,
+    spatial_drop): the plan checks every requested site and feature against the model."""
+
+    def check(self, params: KindParams, model: ModelInfo | None) -> None:
+        if model is not None:
+            check_selection(model, params.layers, params.site, params.features)  # type: ignore[attr-defined]
+
+
 class TopKParams(SiteParams):
     features: FeatureList = Field(
         "all", description="`all`, a list of indices, or a range {start, stop, step}")
@@ -274,18 +283,13 @@ def report_rankings(ctx: TaskContext, rankings: Collection[Ranking], *, render: 
                     ctx.artifact("overlay", overlay(images[index], amap), **common)
 
 
-class TopKKind(Kind):
+class TopKKind(SiteReadingKind):
     name = "topk"
     version = 1
     Params = TopKParams
     fusable = True
     summary = ("most activating dataset images of every feature (patch-token mean), with their "
                "activation maps")
-
-    def check(self, params: KindParams, model: ModelInfo | None) -> None:
-        if model is not None:
-            p: TopKParams = params  # type: ignore[assignment]
-            check_selection(model, p.layers, p.site, p.features)
 
     def evaluator(self, ctx: TaskContext) -> TopKEvaluator:
         return TopKEvaluator(ctx)

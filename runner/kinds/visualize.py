@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from runner.kinds.base import Kind, KindParams, TaskContext
+from runner.kinds.base import KindParams, TaskContext
 from runner.kinds.topk import (
     FeatureSelection,
     SiteParams,
+    SiteReadingKind,
     TopFeatures,
-    check_selection,
     explicit_features,
     model_inputs,
     rank_dataset,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from runner.kinds.topk import Ranking
-    from runner.models.base import LoadedModel, ModelInfo, SiteInfo
+    from runner.models.base import LoadedModel, SiteInfo
     from runner.ops.augment import AugmentSettings
 
 
@@ -268,7 +268,7 @@ def write_panels(ctx: TaskContext, results: Sequence[Optimized],
         ctx.artifact("panel", panel, layer=r.job.site.layer, feature=r.job.feature)
 
 
-class Visualize(Kind):
+class Visualize(SiteReadingKind):
     name = "visualize"
     version = 1
     Params = VisualizeParams
@@ -279,11 +279,6 @@ class Visualize(Kind):
     def requires_dataset(self, params: KindParams) -> bool:
         """``features: {top: N}`` ranks features on a dataset."""
         return isinstance(params.features, TopFeatures)
-
-    def check(self, params: KindParams, model: ModelInfo | None) -> None:
-        if model is not None:
-            p: VisualizeParams = params  # type: ignore[assignment]
-            check_selection(model, p.layers, p.site, p.features)
 
     def run(self, ctx: TaskContext) -> None:
         from runner.render import to_pil

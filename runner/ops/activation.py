@@ -49,20 +49,18 @@ def linear_features(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return out if bias is None else out + bias[index].unsqueeze(1)
 
 
+def patch_values(per_row: torch.Tensor, prefix_tokens: int = 0, tokens: bool = True
+                 ) -> torch.Tensor:
+    """(B, N): one channel per row at the patch positions only, from (B, T) tokens (prefix
+    tokens left out) or (B, H, W) CNN maps (flattened row-major)."""
+    return per_row[:, prefix_tokens:] if tokens else per_row.flatten(1)
+
+
 def patch_mean(per_row: torch.Tensor, prefix_tokens: int = 0, tokens: bool = True
                ) -> torch.Tensor:
-    """(B,): the mean over patch positions of one channel per row, (B, T) tokens (prefix tokens
-    left out) or (B, H, W) CNN maps: the paper's objective."""
-    if tokens:
-        return per_row[:, prefix_tokens:].mean(dim=1)
-    return per_row.flatten(1).mean(dim=1)
-
-
-def feature_objective(acts: torch.Tensor, features: torch.Tensor, prefix_tokens: int = 0,
-                      tokens: bool = True) -> torch.Tensor:
-    """(B,): for image b, the mean over patch positions of feature ``features[b]``, straight
-    from a site's activations (token (B, prefix + N, C) or CNN (B, C, H, W))."""
-    return patch_mean(pick_features(acts, features, tokens), prefix_tokens, tokens)
+    """(B,): the mean over patch positions of one channel per row (see ``patch_values``): the
+    paper's objective."""
+    return patch_values(per_row, prefix_tokens, tokens).mean(dim=1)
 
 
 def activation_maps(patches: torch.Tensor, grid: tuple[int, int],

@@ -30,17 +30,8 @@ from runner.execute.ray import (
 from runner.plan import make_plan
 from runner.spec import load_study
 from runner.store import Store
-from tests.conftest import TINY_STUDY, write_study
+from tests.helpers import TINY_EVALUATIONS, TINY_STUDY, write_study
 
-#: The tiny study plus two more evaluation kinds: with lowpass, one fused (model, dataset) group.
-EVALUATIONS = TINY_STUDY + """\
-  - kind: fgbg
-    models: [vit]
-    dataset: shapes_val
-  - kind: cls_isolation
-    models: [vit]
-    dataset: shapes_val
-"""
 #: A second group (another dataset) next to the tiny study's lowpass task.
 TWO_GROUPS = TINY_STUDY + """\
   - kind: lowpass
@@ -163,7 +154,7 @@ def faults_set(faults: Path) -> Iterator[Any]:
 def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The evaluation study run once by the local executor: results.db and artifacts/."""
     folder = tmp_path_factory.mktemp("local")
-    summary, _ = _run(execute, folder, folder / "results.db", EVALUATIONS)
+    summary, _ = _run(execute, folder, folder / "results.db", TINY_EVALUATIONS)
     assert len(summary.done) == 4 and not summary.failed
     return folder
 
@@ -215,7 +206,7 @@ def _rows(database: Path, kind_filter: str = "kind != 'train'") -> dict[str, Any
 def test_evaluation_rows_are_identical_to_the_local_executors(
         faults: Path, local: Path, tmp_path: Path) -> None:
     database = _trained_only(local, tmp_path)
-    summary, output = _run(execute_ray, tmp_path, database, EVALUATIONS)
+    summary, output = _run(execute_ray, tmp_path, database, TINY_EVALUATIONS)
     assert summary.exit_code == 0 and len(summary.done) == 3 and summary.cached == 1
     expected = _rows(local / "results.db")
     assert {t[0][2] for t in expected.values()} == {"lowpass", "fgbg", "cls_isolation"}

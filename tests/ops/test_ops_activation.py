@@ -7,10 +7,12 @@ import torch
 from runner.ops.activation import (
     TopK,
     activation_maps,
-    feature_objective,
     linear_features,
+    patch_mean,
     patch_score,
+    patch_values,
     patch_view,
+    pick_features,
 )
 
 
@@ -27,12 +29,16 @@ def test_patch_scores_and_objective_match_numpy():
     patches = patch_view(torch.from_numpy(acts), 2)
     assert np.allclose(patch_score(patches, "mean").numpy(), acts[:, 2:].mean(axis=1))
     assert np.allclose(patch_score(patches, "max").numpy(), acts[:, 2:].max(axis=1))
-    objective = feature_objective(torch.from_numpy(acts), torch.tensor([4, 0, 4]), 2).numpy()
+    features = torch.tensor([4, 0, 4])
+    objective = patch_mean(pick_features(torch.from_numpy(acts), features), 2).numpy()
     assert np.allclose(objective, [acts[0, 2:, 4].mean(), acts[1, 2:, 0].mean(),
                                    acts[2, 2:, 4].mean()])
     cnn = acts[:, 2:].reshape(3, 3, 3, 5).transpose(0, 3, 1, 2)  # (B, C, H, W)
-    on_cnn = feature_objective(torch.from_numpy(cnn.copy()), torch.tensor([4, 0, 4]), tokens=False)
-    assert np.allclose(on_cnn.numpy(), objective)
+    on_cnn = pick_features(torch.from_numpy(cnn.copy()), features, tokens=False)
+    assert on_cnn.shape == (3, 3, 3)
+    assert np.allclose(patch_values(on_cnn, tokens=False).numpy(),
+                       [acts[0, 2:, 4], acts[1, 2:, 0], acts[2, 2:, 4]])
+    assert np.allclose(patch_mean(on_cnn, tokens=False).numpy(), objective)
 
 
 def test_linear_features_are_one_output_of_the_linear_layer_per_row():

@@ -11,22 +11,14 @@ from click.testing import CliRunner
 
 from runner import db
 from runner.cli import main
-from tests.helpers import TINY_STUDY, write_study
+from tests.helpers import TINY_EVALUATIONS, write_study
 
 pytestmark = pytest.mark.slow
 
-STUDY = TINY_STUDY + """\
-  - kind: fgbg
-    models: [vit]
-    dataset: shapes_val
-  - kind: cls_isolation
-    models: [vit]
-    dataset: shapes_val
-"""
 
 
 def test_tables_1_and_2_come_from_the_real_rows(tmp_path: Path) -> None:
-    study = write_study(tmp_path, STUDY)
+    study = write_study(tmp_path, TINY_EVALUATIONS)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     args = ["--db", url, "--artifacts", str(tmp_path / "a")]
     run = CliRunner().invoke(main, [*args, "run", str(study)])
