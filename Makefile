@@ -14,7 +14,7 @@ TEST_STAMP := $(VENV)/.vitstudy-test-installed
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-numbers test lint bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/vitstudy run studies/quickstart.yaml
 	$(BIN)/vitstudy report studies/quickstart.yaml
+
+# README's quickstart table and every quickstart number in docs/, rewritten from results.db
+# (`--check` instead: exit 1 when a doc is stale; several --db: mean and range across runs)
+demo-numbers: install
+	$(BIN)/python bench/demo_numbers.py --db results.db
 
 # The tests also cover the optional backends (Ray, PostgreSQL): install their extras too.
 $(TEST_STAMP): $(STAMP)

@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,11 +42,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 #: The schema this code reads and writes; Alembic revision ``f"{SCHEMA_VERSION:04d}"``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_URL = "sqlite:///results.db"
 #: A run whose heartbeat is older than this is presumed dead (other hosts only; on this host
-#: the process id is checked directly).
+#: the process id is checked directly). ``VITSTUDY_LEASE_S`` overrides it (``lease_seconds``).
 HEARTBEAT_LEASE_S = 180.0
+LEASE_ENV = "VITSTUDY_LEASE_S"
 
 metadata = MetaData()
 
@@ -90,7 +91,8 @@ tasks = Table(
     Column("key_parts", Text),  # JSON: exactly what was hashed into the key
     Column("upstream", Text),  # JSON list of upstream task keys
     Column("seed", Integer),
-    Column("status", String(20), nullable=False),  # pending / running / done / failed
+    Column("status", String(20), nullable=False),  # pending / running / done / failed / stale /
+    # interrupted (handed back by a run that stopped)
     Column("error", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("run_id", Integer, ForeignKey("runs.id")),
@@ -134,6 +136,21 @@ artifacts = Table(
     Index("ix_artifacts_task", "task_key"),
 )
 
+#: Files a live run has put (or is putting) into the artifact store for a task whose rows are
+#: not committed yet: ``gc`` keeps them (schema 3). A row is committed before its file is
+#: renamed into the store and removed in the transaction that commits the task's artifacts.
+pending_artifacts = Table(
+    "pending_artifacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),
+    Column("task_key", String(64), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("created_at", Float),
+    Index("ix_pending_artifacts_path", "path"),
+    Index("ix_pending_artifacts_task", "task_key"),
+)
+
 RESULTS_VIEW = """
 CREATE VIEW IF NOT EXISTS results AS
 SELECT t.study AS study, t.kind AS kind, t.model AS model, t.dataset AS dataset,
@@ -175,17 +192,22 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
-def _sqlite_setup(engine: Engine) -> None:
-    """WAL, busy timeout, foreign keys; transactions begin explicitly (IMMEDIATE on demand)."""
+def _sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
+    """WAL, busy timeout, foreign keys; transactions begin explicitly (IMMEDIATE on demand).
+    ``read_only``: no journal-mode change, ``query_only`` and an authorizer refusing writes."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout = 60000")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
-        cur.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            cur.execute("PRAGMA query_only = ON")
+            dbapi_conn.set_authorizer(_read_only_authorizer)
+        else:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -194,37 +216,159 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-_engines: dict[tuple[int, str], Engine] = {}
-_checked: set[tuple[int, str]] = set()
+#: PRAGMAs a read-only connection may run: they only read (with no argument, or a table name).
+_READ_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "database_list",
+    "collation_list", "function_list", "pragma_list", "compile_options", "data_version",
+    "page_count", "page_size", "freelist_count", "encoding", "user_version", "schema_version",
+    "application_id", "journal_mode", "busy_timeout", "query_only", "foreign_keys",
+})
+_SETTING_PRAGMAS = frozenset({"user_version", "schema_version", "application_id",
+                              "journal_mode", "busy_timeout", "query_only", "foreign_keys"})
 
 
-def connect(url: str | None = None, *, create: bool = True) -> Engine:
+def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None,
+                          _trigger: str | None) -> int:
+    """sqlite3 authorizer of read-only connections: reading is allowed; any write, ``ATTACH``,
+    ``DETACH`` and every PRAGMA that sets something are denied ("not authorized")."""
+    import sqlite3
+
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name not in _READ_PRAGMAS or (name in _SETTING_PRAGMAS and arg2 is not None):
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+    allowed = (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+               sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_RECURSIVE, sqlite3.SQLITE_SAVEPOINT)
+    return sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY
+
+
+class DatabaseMissing(RuntimeError):
+    """A command that only reads was pointed at a database that does not exist."""
+
+
+class EmptyDatabase(DatabaseMissing):
+    """The database exists but holds no vitstudy tables: to a reader, as good as missing."""
+
+
+_engines: dict[tuple[int, str, bool], Engine] = {}
+_checked: set[tuple[int, str, bool]] = set()
+
+
+def connect(url: str | None = None, *, create: bool = True, read_only: bool = False) -> Engine:
     """An engine for ``url``; with ``create``, the schema is created or checked (once per
-    process and URL). Raises ``SchemaError`` for a schema newer or older than this code's."""
+    process and URL). Raises ``SchemaError`` for a schema newer or older than this code's.
+
+    ``read_only``: the database is opened so that nothing can change it (SQLite: a read-only
+    URI, ``query_only`` and an authorizer; PostgreSQL: read-only transactions), never created
+    (``DatabaseMissing`` for a SQLite file that does not exist), and its schema is checked."""
     url = database_url(url)
-    cache_key = (os.getpid(), url)  # a forked child must not share its parent's connections
+    if read_only:
+        create = False
+        require_existing(url)
+    # a forked child must not share its parent's connections; a relative SQLite path is
+    # made absolute so that one engine never serves two files as the working folder changes
+    target = absolute_url(url)
+    cache_key = (os.getpid(), target, read_only)
     engine = _engines.get(cache_key)
     if engine is None:
-        engine = _make_engine(url)
+        engine = _make_engine(target, read_only=read_only)
         _engines[cache_key] = engine
-    if create and cache_key not in _checked:
-        init_schema(engine)
+    if (create or read_only) and cache_key not in _checked:
+        if read_only:
+            check_schema(engine, url)
+        else:
+            init_schema(engine)
         _checked.add(cache_key)
     return engine
 
 
-def _make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
-        _sqlite_setup(engine)
-        return engine
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def absolute_url(url: str) -> str:
+    """``url`` with a SQLite file's path made absolute (symlinks resolved): the same database
+    whatever the working folder is later."""
+    path = sqlite_file(url)
+    if path is None or path.startswith("file:"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=os.path.realpath(path)).render_as_string(
+        hide_password=False)
+
+
+def database_label(url: str) -> str:
+    """How an artifact store's marker names a database: its absolute URL, password hidden."""
+    return hide_password(absolute_url(url))
+
+
+def require_existing(url: str) -> None:
+    """Raise ``DatabaseMissing`` when ``url`` names a SQLite file that does not exist."""
+    path = sqlite_file(url)
+    if path is not None and not os.path.isfile(path):
+        raise DatabaseMissing(f"no database at {hide_password(url)}")
+
+
+def hide_password(url: str) -> str:
+    """``url`` as it may be shown: its password replaced by ``***`` (as given if unparsable)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _make_engine(url: str, *, read_only: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(_read_only_sqlite_url(url) if read_only else url,
+                               connect_args={"timeout": 60})
+        _sqlite_setup(engine, read_only=read_only)
+        return engine
+    # PostgreSQL: every transaction of the session is read-only unless it says otherwise
+    args = {"connect_args": {"options": "-c default_transaction_read_only=on"}} if (
+        read_only and url.startswith("postgresql")) else {}
+    try:
+        return create_engine(url, pool_pre_ping=True, **args)
     except ModuleNotFoundError as e:
         raise RuntimeError(
             f"no driver for {url.split('://', 1)[0]} ({e.name} is not installed); for "
             "PostgreSQL: pip install 'vitstudy[postgres]' and use postgresql+psycopg://..."
         ) from None
+
+
+def _read_only_sqlite_url(url: str) -> str:
+    """The SQLite URL opening the same file through a read-only URI (``mode=ro``)."""
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_file(url)
+    if path is None:  # in memory: nothing to protect
+        return url
+    driver = make_url(url).drivername
+    return f"{driver}:///file:{quote(os.path.abspath(path))}?mode=ro&uri=true"
+
+
+def check_schema(engine: Engine, url: str | None = None) -> None:
+    """Raise ``SchemaError`` unless the database holds this code's schema (reads only);
+    ``EmptyDatabase`` (naming ``url``, default the engine's) when it holds no vitstudy tables."""
+    with read(engine) as conn:
+        version = schema_version(conn)
+    if version is None:
+        raise EmptyDatabase(f"{hide_password(url or engine.url.render_as_string())} holds no "
+                            "vitstudy tables (an empty database, or one vitstudy did not make)")
+    check_schema_version(version)
 
 
 def init_schema(engine: Engine) -> None:
@@ -372,6 +516,7 @@ def end_run(engine: Engine, run_id: int, status: str) -> None:
         conn.execute(
             update(runs).where(runs.c.id == run_id).values(ended_at=time.time(), status=status)
         )
+        conn.execute(delete(pending_artifacts).where(pending_artifacts.c.run_id == run_id))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -393,7 +538,24 @@ def run_alive(conn: Connection, run_id: int | None) -> bool:
         return False
     if row["host"] == socket.gethostname() and row["pid"] is not None:
         return _pid_alive(int(row["pid"]))
-    return (time.time() - (row["heartbeat_at"] or 0)) < HEARTBEAT_LEASE_S
+    return (time.time() - (row["heartbeat_at"] or 0)) < lease_seconds()
+
+
+def lease_seconds() -> float:
+    """How long a run's heartbeat stays valid: ``VITSTUDY_LEASE_S``, else 180 s. A runner beats
+    every sixth of it. Raises ``ValueError`` (naming the variable) for a value that is not a
+    positive, finite number of seconds."""
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return HEARTBEAT_LEASE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise ValueError(f"{LEASE_ENV}={raw!r}: expected a positive number of seconds (the "
+                         "heartbeat lease after which a silent runner is presumed dead)")
+    return value
 
 
 # --------------------------------------------------------------------------------- tasks
@@ -519,49 +681,83 @@ def finish_task(
     info: dict[str, Any],
     device: str,
     host: str | None = None,
+    seconds: float | None = None,
 ) -> None:
     """Commit a task's metrics and artifacts and mark it done, in one transaction.
 
-    ``host``: the machine that ran it (default: this one)."""
+    ``host``: the machine that ran it (default: this one). ``seconds``: the task's own time as
+    measured where it ran (default: since it was claimed)."""
     now = time.time()
     with write(engine) as conn:
         conn.execute(delete(metrics).where(metrics.c.task_key == key))
         conn.execute(delete(artifacts).where(artifacts.c.task_key == key))
+        conn.execute(delete(pending_artifacts).where(pending_artifacts.c.task_key == key))
         if metric_rows:
             conn.execute(insert(metrics), [dict(r, task_key=key) for r in metric_rows])
         if artifact_rows:
             conn.execute(insert(artifacts), [dict(r, task_key=key) for r in artifact_rows])
-        started = conn.execute(select(tasks.c.started_at).where(tasks.c.key == key)).scalar()
         conn.execute(
             update(tasks)
             .where(tasks.c.key == key)
-            .values(status="done", ended_at=now, seconds=now - (started or now),
+            .values(status="done", **_timing(conn, key, now, seconds),
                     info=json.dumps(info, sort_keys=True, default=str), device=device, error=None,
                     host=host or socket.gethostname())
         )
 
 
 def fail_task(engine: Engine, key: str, error: str, info: dict[str, Any] | None = None,
-              host: str | None = None) -> None:
-    """Mark a task failed with its error; its partial rows are dropped. ``host``: as in
-    ``finish_task``."""
+              host: str | None = None, seconds: float | None = None) -> None:
+    """Mark a task failed with its error; its partial rows are dropped. ``host``, ``seconds``:
+    as in ``finish_task``."""
     now = time.time()
     with write(engine) as conn:
         conn.execute(delete(metrics).where(metrics.c.task_key == key))
         conn.execute(delete(artifacts).where(artifacts.c.task_key == key))
-        started = conn.execute(select(tasks.c.started_at).where(tasks.c.key == key)).scalar()
+        conn.execute(delete(pending_artifacts).where(pending_artifacts.c.task_key == key))
         conn.execute(
             update(tasks)
             .where(tasks.c.key == key)
-            .values(status="failed", error=error, ended_at=now, seconds=now - (started or now),
+            .values(status="failed", error=error, **_timing(conn, key, now, seconds),
                     info=json.dumps(info or {}, sort_keys=True, default=str),
                     host=host or socket.gethostname())
         )
 
 
+def _timing(conn: Connection, key: str, now: float, seconds: float | None) -> dict[str, float]:
+    """A finished task's started_at, ended_at and seconds: ``seconds`` as measured where it ran
+    (started_at is then ``now - seconds``), else the time since it was claimed."""
+    if seconds is None:
+        started = conn.execute(select(tasks.c.started_at).where(tasks.c.key == key)).scalar()
+        seconds = now - (started or now)
+    return {"started_at": now - seconds, "ended_at": now, "seconds": seconds}
+
+
 def task_status(engine: Engine, key: str) -> str | None:
     with read(engine) as conn:
         return conn.execute(select(tasks.c.status).where(tasks.c.key == key)).scalar()
+
+
+def task_holder(engine: Engine, key: str) -> tuple[str | None, bool]:
+    """A task's status (None: no row) and whether a live run holds it (``running`` under a run
+    whose process is alive, or whose heartbeat is within the lease)."""
+    with read(engine) as conn:
+        row = conn.execute(select(tasks.c.status, tasks.c.run_id)
+                           .where(tasks.c.key == key)).first()
+        if row is None:
+            return None, False
+        return row[0], row[0] == "running" and run_alive(conn, row[1])
+
+
+def release_tasks(engine: Engine, run_id: int, error: str = "interrupted") -> int:
+    """Hand back every task still ``running`` under ``run_id`` (the run stops): they become
+    ``interrupted`` with ``error``, and any runner takes them. Returns how many."""
+    now = time.time()
+    with write(engine) as conn:
+        res = conn.execute(
+            update(tasks).where(tasks.c.run_id == run_id, tasks.c.status == "running")
+            .values(status="interrupted", error=error, ended_at=now)
+        )
+        return int(res.rowcount or 0)
 
 
 def artifact_paths(engine: Engine, key: str) -> dict[str, str]:
@@ -583,12 +779,129 @@ def referenced_paths(engine: Engine) -> set[str]:
         return {p for (p,) in conn.execute(select(artifacts.c.path))}
 
 
-def query(
-    engine: Engine, sql: str, params: dict[str, Any] | None = None
-) -> tuple[list[str], list[tuple]]:
-    """Run a user's SQL; returns column names and rows."""
+# ------------------------------------------------------------------- artifact bookkeeping
+
+
+#: A pending path that stands for every file: recorded by a run whose writers cannot record
+#: each file (Ray workers never open the database); gc removes nothing while it is alive.
+ANY_PATH = "*"
+
+
+def record_pending(engine: Engine, run_id: int, task_key: str, path: str) -> None:
+    """Say that run ``run_id`` is putting ``path`` into the store for ``task_key``: committed
+    before the file is renamed in, so ``gc`` keeps it until the task's rows name it."""
+    with write(engine) as conn:
+        conn.execute(insert(pending_artifacts).values(
+            path=path, task_key=task_key, run_id=run_id, created_at=time.time()))
+
+
+@contextmanager
+def gc_lock(engine: Engine, *, exclusive: bool = True) -> Iterator[Callable[[list[str]], set[str]]]:
+    """A write transaction in which no run can record a pending artifact; yields a function
+    giving which of some store paths are kept (named by an artifact row, or pending for a live
+    run). ``gc`` deletes the others before leaving the block. ``exclusive=False``: a plain read
+    (for a dry run, which deletes nothing)."""
+    with (write if exclusive else read)(engine) as conn:
+        if exclusive and conn.dialect.name == "postgresql":  # blocks record_pending until commit
+            conn.execute(text("LOCK TABLE pending_artifacts IN SHARE ROW EXCLUSIVE MODE"))
+        alive: dict[int | None, bool] = {}
+
+        def kept(paths: list[str]) -> set[str]:
+            keep = {p for (p,) in conn.execute(
+                select(artifacts.c.path).where(artifacts.c.path.in_(paths)))}
+            rows = conn.execute(select(pending_artifacts.c.path, pending_artifacts.c.run_id)
+                                .where(pending_artifacts.c.path.in_([*paths, ANY_PATH])))
+            for path, run_id in rows:
+                if run_id not in alive:
+                    alive[run_id] = run_alive(conn, run_id)
+                if alive[run_id] and path == ANY_PATH:
+                    return set(paths)
+                if alive[run_id]:
+                    keep.add(path)
+            return keep
+
+        yield kept
+        dead = [run_id for run_id, live in alive.items() if not live]
+        if exclusive and dead:  # a killed run's records: nothing will ever commit them
+            conn.execute(delete(pending_artifacts).where(pending_artifacts.c.run_id.in_(dead)))
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """One artifact row of a done task, with what ``verify`` reports it under."""
+
+    task_key: str
+    kind: str
+    model: str | None
+    role: str
+    path: str
+    sha256: str
+    bytes: int
+
+
+def stored_artifacts(engine: Engine) -> list[StoredArtifact]:
+    """Every artifact row of a done task, by task (what ``vitstudy verify`` checks)."""
+    a, t = artifacts.c, tasks.c
+    q = (select(a.task_key, t.kind, t.model, a.role, a.path, a.sha256, a.bytes)
+         .join_from(artifacts, tasks, a.task_key == t.key).where(t.status == "done")
+         .order_by(t.kind, t.model, a.task_key, a.id))
     with read(engine) as conn:
-        res = conn.execute(text(sql), params or {})
-        if not res.returns_rows:
+        return [StoredArtifact(*row) for row in conn.execute(q)]
+
+
+def mark_stale(engine: Engine, key: str, reason: str) -> list[str]:
+    """Mark a done task ``stale`` (its artifact is missing or corrupted) and, transitively,
+    every done task downstream of it: they rerun. Returns the keys marked."""
+    marked: list[str] = []
+    with write(engine) as conn:
+        frontier, why = [key], {key: reason}
+        while frontier:
+            k = frontier.pop()
+            res = conn.execute(update(tasks).where(tasks.c.key == k, tasks.c.status == "done")
+                               .values(status="stale", error=why[k]))
+            if res.rowcount:
+                marked.append(k)
+            for (down,) in conn.execute(select(tasks.c.key).where(
+                    tasks.c.upstream.like(f'%"{k}"%'), tasks.c.status == "done")):
+                why.setdefault(down, f"stale: upstream task {k[:10]} is stale ({reason})")
+                frontier.append(down)
+    return marked
+
+
+def query(
+    engine: Engine, sql: str, params: dict[str, Any] | None = None, *, commit: bool = False
+) -> tuple[list[str], list[tuple]]:
+    """Run a user's SQL; returns column names and rows. Rolled back unless ``commit`` (so even
+    on an engine that could write, a query that reads changes nothing)."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            if conn.dialect.driver == "psycopg" and not commit and not params:
+                cols, rows = _one_postgresql_statement(conn, sql)
+            else:
+                res = conn.execute(text(sql), params or {})
+                cols, rows = (list(res.keys()), [tuple(r) for r in res]) if (
+                    res.returns_rows) else ([], [])
+        except BaseException:
+            trans.rollback()
+            raise
+        (trans.commit if commit else trans.rollback)()
+        return cols, rows
+
+
+def _one_postgresql_statement(conn: Connection, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run ``sql`` as a prepared statement (PostgreSQL's extended protocol), so that it is one
+    statement: ``...; COMMIT; SET ... READ WRITE; DELETE ...`` cannot leave a read-only
+    transaction. Driver errors come back as SQLAlchemy's ``DatabaseError``."""
+    from sqlalchemy.exc import DatabaseError
+
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(sql, prepare=True)
+        if cur.description is None:
             return [], []
-        return list(res.keys()), [tuple(r) for r in res]
+        return [d.name for d in cur.description], [tuple(r) for r in cur.fetchall()]
+    except conn.dialect.dbapi.Error as e:
+        raise DatabaseError(sql, None, e) from None
+    finally:
+        cur.close()

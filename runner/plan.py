@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runner.kinds import get_kind
 from runner.kinds.base import KindParams
-from runner.spec import LoadedStudy, expand_sweep
+from runner.spec import LoadedStudy, SpecError, dotted, expand_sweep
 
 
 def canonical_json(obj: Any) -> str:
@@ -81,28 +80,47 @@ class Plan:
         return {t.key: t for t in self.tasks}
 
 
+class _Identities:
+    """Dataset and model identities of one study, computed once each; a missing folder or
+    weights file is a ``SpecError`` at its entry."""
+
+    def __init__(self, loaded: LoadedStudy) -> None:
+        self.loaded = loaded
+        self.datasets: dict[str, str] = {}
+        self.models: dict[str, str] = {}
+
+    def dataset(self, name: str | None) -> str | None:
+        from runner.data import dataset_identity
+
+        if name is not None and name not in self.datasets:
+            try:
+                self.datasets[name] = dataset_identity(self.loaded.study.datasets[name], name)
+            except ValueError as e:  # DatasetError: a folder that is not there
+                raise self._error(("datasets", name), e) from None
+        return None if name is None else self.datasets[name]
+
+    def model(self, name: str) -> str:
+        from runner.models import model_identity
+
+        if name not in self.models:
+            spec = self.loaded.study.models[name]
+            try:
+                self.models[name] = model_identity(spec, base_dir=self.loaded.base_dir)
+            except ValueError as e:  # ModelError: a weights file that is not there
+                field = getattr(e, "field", None)
+                key = ("models", name) + ((field,) if field in spec.model_fields_set else ())
+                raise self._error(key, e) from None
+        return self.models[name]
+
+    def _error(self, key: tuple, e: Exception) -> SpecError:
+        return SpecError(self.loaded.path, self.loaded.line_of(*key), dotted(key), str(e))
+
+
 def make_plan(loaded: LoadedStudy) -> Plan:
     """Every task of the study, upstream train tasks first, without duplicates."""
-    from runner.data import dataset_identity
-    from runner.models import model_identity
-
     study = loaded.study
-    dataset_ids: dict[str, str] = {}
-
-    def dataset_id(name: str | None) -> str | None:
-        if name is None:
-            return None
-        if name not in dataset_ids:
-            dataset_ids[name] = dataset_identity(study.datasets[name], name)
-        return dataset_ids[name]
-
-    model_ids: dict[str, str] = {}
-
-    def model_id(name: str) -> str:
-        if name not in model_ids:
-            model_ids[name] = model_identity(study.models[name], base_dir=loaded.base_dir)
-        return model_ids[name]
-
+    ids = _Identities(loaded)
+    dataset_id, model_id = ids.dataset, ids.model
     tasks: dict[str, Task] = {}
     train_keys: dict[str, str] = {}
 
@@ -131,7 +149,28 @@ def make_plan(loaded: LoadedStudy) -> Plan:
                                dataset=entry.dataset, dataset_id=dataset_id(entry.dataset),
                                upstream=upstream, seed=entry.seed, entry=i,
                                dataset_id_of=dataset_id))
+    _check_distinct_models(loaded, ids.models)
     return Plan(loaded, list(tasks.values()))
+
+
+def _check_distinct_models(loaded: LoadedStudy, model_ids: dict[str, str]) -> None:
+    """Two used model entries with one identity (and training) would make the same tasks, and
+    the second name would vanish from results and report: refuse, naming both."""
+    first_of: dict[str, str] = {}
+    for name, spec in loaded.study.models.items():
+        if name not in model_ids:
+            continue
+        train = spec.train.model_dump_json() if spec.train is not None else ""
+        identity = model_ids[name] + "|" + train
+        if identity in first_of:
+            other = first_of[identity]
+            raise SpecError(loaded.path, loaded.line_of("models", name), dotted(("models", name)),
+                            f"the same model as `models.{other}` (line "
+                            f"{loaded.line_of('models', other)}): {model_ids[name]} with the same "
+                            "weights and settings. Its tasks would be the other's, and its name "
+                            "would vanish from results and report; remove one entry, or use "
+                            "one name in both places")
+        first_of[identity] = name
 
 
 def _make_task(kind_name: str, params: KindParams, *, model: str | None, model_id: str | None,
@@ -222,44 +261,70 @@ def _has_defaults(params: KindParams) -> bool:
     return all(not f.is_required() for f in type(params).model_fields.values())
 
 
+# --------------------------------------------------------------------------- plan checks
+
 
 def check_tasks(plan: Plan, tasks: list[Task]) -> None:
-    """Plan-time checks that need the data and the models (imports torch): datasets exist, and
-    each kind accepts its params for its model (layers, features, CLS token). Raises
-    ``SpecError`` pointing at the study entry or model entry at fault."""
-    from runner.data import DatasetError, check_dataset
+    """Plan-time checks that need the data and the models (imports torch): datasets exist and
+    hold labelled images (with boxes where a kind reads them), models build on the meta device
+    with their weights at hand, and each kind accepts its params for its model (layers,
+    features, CLS token). Raises ``SpecError`` pointing at the entry at fault."""
     from runner.kinds.base import PlanError
-    from runner.models import ModelError, check_weights, inspect_model
-    from runner.spec import SpecError, dotted
+    from runner.models import ModelError
 
-    loaded, study = plan.study, plan.study.study
-
-    def where(*key: Any) -> tuple[Path, int | None, str]:
-        return loaded.path, loaded.line_of(*key), dotted(key)
-
-    needed = {t.dataset for t in tasks if t.dataset}
+    _check_datasets(plan, tasks)
+    infos = _inspect_models(plan, tasks)
     for t in tasks:
-        for param in get_kind(t.kind).dataset_params:
-            if getattr(t.params, param, None):
-                needed.add(getattr(t.params, param))
-    for name in sorted(needed):
-        try:
-            check_dataset(name, study.datasets[name])
-        except DatasetError as e:
-            raise SpecError(*where("datasets", name), str(e)) from None
-    infos: dict[str, Any] = {}
-    for name in sorted({t.model for t in tasks if t.model}):
-        try:
-            infos[name] = inspect_model(study.models[name], base_dir=loaded.base_dir)
-            check_weights(study.models[name], base_dir=loaded.base_dir)
-        except ModelError as e:
-            raise SpecError(*where("models", name), str(e)) from None
-    for t in tasks:
-        kind = get_kind(t.kind)
         if t.model is None:
             continue
         try:
-            kind.check(t.params, infos[t.model])
+            get_kind(t.kind).check(t.params, infos[t.model])
         except (PlanError, ModelError) as e:
             key = ("studies", t.entry) if t.entry is not None else ("models", t.model)
-            raise SpecError(*where(*key), f"{t.kind} on model {t.model!r}: {e}") from None
+            raise _at(plan, key, f"{t.kind} on model {t.model!r}: {e}") from None
+
+
+def _at(plan: Plan, key: tuple, message: str) -> SpecError:
+    """A ``SpecError`` at ``key`` of the plan's study file."""
+    return SpecError(plan.study.path, plan.study.line_of(*key), dotted(key), message)
+
+
+def _check_datasets(plan: Plan, tasks: list[Task]) -> None:
+    """Every dataset a task reads can be opened as declared; box-reading kinds get boxes."""
+    from runner.data import DatasetError, check_dataset
+    from runner.spec import ImagenetDataset
+
+    datasets = plan.study.study.datasets
+    needed = {t.dataset for t in tasks if t.dataset}
+    for t in tasks:
+        kind = get_kind(t.kind)
+        needed.update(getattr(t.params, p) for p in kind.dataset_params
+                      if getattr(t.params, p, None))
+        spec = datasets.get(t.dataset) if t.dataset else None
+        if kind.needs_boxes and isinstance(spec, ImagenetDataset) and spec.boxes is None:
+            key = ("studies", t.entry, "dataset") if t.entry is not None else ("datasets",)
+            raise _at(plan, key, f"kind {t.kind!r} reads object boxes, and dataset "
+                      f"{t.dataset!r} has none: give it a `boxes:` folder of PASCAL-VOC XML "
+                      "files, or use another dataset")
+    for name in sorted(needed):
+        try:
+            check_dataset(name, datasets[name])
+        except DatasetError as e:
+            raise _at(plan, ("datasets", name), str(e)) from None
+
+
+def _inspect_models(plan: Plan, tasks: list[Task]) -> dict[str, Any]:
+    """Each used model's sites (built on the meta device) after checking its weights exist."""
+    from runner.models import ModelError, check_weights, inspect_model
+
+    loaded = plan.study
+    infos: dict[str, Any] = {}
+    for name in sorted({t.model for t in tasks if t.model}):
+        spec = loaded.study.models[name]
+        try:
+            infos[name] = inspect_model(spec, base_dir=loaded.base_dir, shapes_only=True)
+            check_weights(spec, base_dir=loaded.base_dir)
+        except ModelError as e:
+            key = ("models", name) + ((e.field,) if e.field in spec.model_fields_set else ())
+            raise _at(plan, key, str(e)) from None
+    return infos

@@ -1,9 +1,9 @@
 """The result database as tidy pandas DataFrames: one row per metric, task, artifact or run.
 
-Every function takes an SQLAlchemy ``Engine`` or a database URL and optional filters. Integer
-dimensions (``layer``, ``feature``, ``position``, ``rank``) are pandas nullable ``Int64``;
-times are UTC ``datetime64``; ``params`` and ``info`` stay canonical JSON text (use
-``expand_params`` to spread params into columns).
+Every function takes an SQLAlchemy ``Engine`` or a database URL (opened read-only: it must
+exist) and optional filters. Integer dimensions (``layer``, ``feature``, ``position``,
+``rank``) are pandas nullable ``Int64``; times are UTC ``datetime64``; ``params`` and ``info``
+stay canonical JSON text (use ``expand_params`` to spread params into columns).
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def expand_params(frame: pd.DataFrame, prefix: str = "params.") -> pd.DataFrame:
 
 
 def _engine(engine: Engine | str) -> Engine:
-    return db.connect(engine, create=False) if isinstance(engine, str) else engine
+    """An engine as given, or a URL opened read-only (reading never creates a database)."""
+    return db.connect(engine, read_only=True) if isinstance(engine, str) else engine
 
 
 def _filter(query: Select, equal: dict[Any, Any]) -> Select:

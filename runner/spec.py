@@ -13,15 +13,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from runner.kinds.base import Seed
 from runner.kinds.train import TrainParams
+
+#: A path in a study file: never empty (an empty path would silently mean the current folder).
+PathStr = Annotated[str, Field(min_length=1)]
 
 
 class SpecModel(BaseModel):
-    """Base of every study-file object: unknown keys are errors."""
+    """Base of every study-file object: unknown keys are errors, floats are finite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -32,7 +44,7 @@ class Subset(SpecModel):
 
     per_class: int | None = Field(None, ge=1, description="keep at most this many per class")
     limit: int | None = Field(None, ge=1, description="then keep at most this many in all")
-    seed: int = Field(0, description="seed of the random choice")
+    seed: Seed = Field(0, description="seed of the random choice")
 
 
 class SyntheticDataset(SpecModel):
@@ -43,7 +55,7 @@ class SyntheticDataset(SpecModel):
     classes: int = Field(10, ge=2, le=10, description="number of shape classes")
     train_per_class: int = Field(300, ge=1, description="images per class in the train split")
     val_per_class: int = Field(60, ge=1, description="images per class in the val split")
-    size: int = Field(64, ge=16, description="image side in pixels")
+    size: int = Field(64, ge=16, le=2048, description="image side in pixels")
     home_prob: float = Field(
         0.7, ge=0.0, le=1.0,
         description="probability that an image uses its class's home background family",
@@ -53,9 +65,9 @@ class SyntheticDataset(SpecModel):
         description="probability that a shape takes its class's home hue (else a random "
         "colour far from the background): objects have typical colours, as on ImageNet",
     )
-    seed: int = Field(0, description="world seed: same seed, same images")
+    seed: Seed = Field(0, description="world seed: same seed, same images")
     corrupt: int = Field(0, ge=0, description="unreadable files planted per split (for tests)")
-    cache: str | None = Field(None, description="where to generate it (default ~/.cache)")
+    cache: PathStr | None = Field(None, description="where to generate it (default ~/.cache)")
     subset: Subset | None = None
 
 
@@ -63,10 +75,11 @@ class ImagenetDataset(SpecModel):
     """A folder in ImageNet layout: class folders (WordNet ids) or flat + labels file."""
 
     kind: Literal["imagenet"]
-    root: str = Field(description="folder of class folders, or of images with `labels`")
-    boxes: str | None = Field(None, description="folder of PASCAL-VOC XML box files")
-    labels: str | None = Field(None, description="file of '<image> <class>' lines (flat layout)")
-    classes: str | None = Field(
+    root: PathStr = Field(description="folder of class folders, or of images with `labels`")
+    boxes: PathStr | None = Field(None, description="folder of PASCAL-VOC XML box files")
+    labels: PathStr | None = Field(
+        None, description="file of '<image> <class>' lines (flat layout)")
+    classes: PathStr | None = Field(
         None, description="file of class ids, one per line, in label order (default: timm's "
         "ImageNet-1k order when the class folders are WordNet ids, else sorted folder names)"
     )
@@ -83,7 +96,8 @@ class PreprocessOverride(SpecModel):
     """Overrides of a model's own preprocessing config (users' checkpoints often need them)."""
 
     mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
+        None, description="per-channel std, each > 0 (inputs are divided by it)")
     size: int | None = Field(None, ge=8)
     crop_pct: float | None = Field(None, gt=0.0, le=1.0)
     interpolation: Literal["bilinear", "bicubic", "nearest"] | None = None
@@ -112,9 +126,9 @@ class ModelSpec(SpecModel):
         True, description="timm: true/false or a tag; open_clip: the pretrained tag "
         "('openai'); torchvision: true or a weights enum name ('IMAGENET1K_V1')"
     )
-    weights: str | None = Field(None, description="a local weights file instead of a download")
+    weights: PathStr | None = Field(None, description="a local weights file instead of a download")
     arch: str | None = Field(None, description="checkpoint source: the timm architecture")
-    path: str | None = Field(None, description="checkpoint source: the weights file")
+    path: PathStr | None = Field(None, description="checkpoint source: the weights file")
     num_classes: int | None = Field(None, ge=1)
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor overrides")
     preprocess: PreprocessOverride | None = None
@@ -151,14 +165,19 @@ class StudyEntry(SpecModel):
     sweep: dict[str, list[Any]] = Field(
         default_factory=dict, description="param -> list of values; one task per combination"
     )
-    seed: int = Field(0, description="seed of the task's randomness; part of the task key")
+    seed: Seed = Field(0, description="seed of the task's randomness; part of the task key")
+
+
+#: Longest study name: it becomes a folder name under reports/ (file systems allow 255 bytes).
+MAX_NAME_LENGTH = 100
 
 
 class Study(SpecModel):
     """A study file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                      description="the study's name; reports go to reports/<name>/")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME_LENGTH,
+                      description="the study's name, safe as a file name (letters, digits, "
+                      "`_`, `.`, `-`; at most 100 characters); reports go to reports/<name>/")
     description: str | None = None
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
@@ -193,19 +212,25 @@ class SpecError(ValueError):
 
 # -------------------------------------------------------------------------------- loading
 
+#: Most tasks a study may expand to unless the command is given ``--max-tasks``: a sweep past it
+#: is far more often a mistake (a list where a value was meant) than an intent.
+MAX_TASKS = 10_000
+#: Most values (YAML nodes) a study file may hold once its aliases are expanded: a 1 KB file of
+#: nested aliases ("billion laughs") would otherwise take minutes and gigabytes to read.
+MAX_YAML_NODES = 1_000_000
+#: Keys whose values are paths: one that a variable makes empty is an error, not the cwd.
+_PATH_KEYS = frozenset({"root", "boxes", "labels", "classes", "cache", "path", "weights"})
+
 #: libyaml's loader when PyYAML was built with it (several times faster on big sweeps).
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def load_study(path: str | Path) -> LoadedStudy:
-    """Read, interpolate and validate a study file; raise ``SpecError`` on any problem."""
+def load_study(path: str | Path, max_tasks: int = MAX_TASKS) -> LoadedStudy:
+    """Read, interpolate and validate a study file; raise ``SpecError`` on any problem,
+    including a study that expands to more than ``max_tasks`` tasks."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SpecError(path, None, None, f"cannot read the study file ({e.strerror})") from e
-    lines, data = _parse_yaml(path, text)
+    lines, data = _parse_yaml(path, _read_text(path))
     if not isinstance(data, dict):
         raise SpecError(path, 1, None, "expected a mapping with `name`, `datasets`, `models` "
                         "and `studies` at the top of the file")
@@ -215,6 +240,7 @@ def load_study(path: str | Path) -> LoadedStudy:
     except ValidationError as e:
         raise _spec_error(path, lines, data, e) from None
     loaded = LoadedStudy(study, path.resolve(), lines)
+    _check_task_count(loaded, max_tasks)
     _check_references(loaded)
     _resolve_dataset_paths(loaded)
     return loaded
@@ -232,11 +258,30 @@ def _resolve_dataset_paths(loaded: LoadedStudy) -> None:
                 setattr(spec, name, str(Path(value).expanduser()))
 
 
+def _read_text(path: Path) -> str:
+    """The study file's text; SpecError if it cannot be read or is not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SpecError(path, None, None, f"cannot read the study file ({e.strerror})") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SpecError(path, line, None, f"the study file is not UTF-8 text (byte "
+                        f"0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8") from None
+
+
 def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
-    """Parse YAML; also map every key path to its line (1-based), refusing duplicate keys."""
+    """Parse YAML; also map every key path to its line (1-based), refusing duplicate keys and
+    documents that aliases expand past ``MAX_YAML_NODES`` (checked before anything expands)."""
     try:
         node = yaml.compose(text, Loader=_Loader)
+        if node is not None:
+            _check_expansion(path, node, MAX_YAML_NODES)
         data = None if node is None else _Loader("").construct_document(node)
+    except RecursionError:
+        raise SpecError(path, None, None, "the YAML is nested too deeply to read") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -246,6 +291,56 @@ def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
     if node is not None:
         _walk_lines(path, node, (), lines)
     return lines, data
+
+
+def _node_children(node: yaml.Node) -> list[yaml.Node]:
+    """A node's direct children (keys and values of a mapping, items of a sequence)."""
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes ``root`` holds once every alias is expanded, computed without expanding
+    (each distinct node is visited once). Raises ``ExpansionError`` as soon as the count
+    passes ``limit``, or when an alias refers to a node that contains it."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _node_children(node))
+            if sizes[key] > limit:
+                raise ExpansionError(node, f"expand the document past {limit:,} values (a "
+                                     "study file may hold at most that many)")
+        elif key in on_path:
+            raise ExpansionError(node, "refer to a node that contains them (the document "
+                                 "would never end)")
+        elif key not in sizes:
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in _node_children(node))
+    return sizes[id(root)]
+
+
+class ExpansionError(ValueError):
+    """A YAML document whose aliases expand too far (or forever)."""
+
+    def __init__(self, node: yaml.Node, what: str) -> None:
+        self.line = node.start_mark.line + 1
+        super().__init__(what)
+
+
+def _check_expansion(path: Path, node: yaml.Node, limit: int) -> None:
+    try:
+        expanded_size(node, limit)
+    except ExpansionError as e:
+        raise SpecError(path, e.line, None, f"YAML aliases (`*name`) here {e}") from None
 
 
 def _walk_lines(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> None:
@@ -285,7 +380,14 @@ def _interpolate(path: Path, value: Any, lines: dict[tuple, int], at: tuple) -> 
                         f"environment variable {name} is not set (write ${{{name}:-default}} "
                         "for a default)")
 
-    return _ENV.sub(substitute, value)
+    result = _ENV.sub(substitute, value)
+    if not result.strip() and at and at[-1] in _PATH_KEYS and _ENV.search(value):
+        names = ", ".join(sorted({m.group(1) for m in _ENV.finditer(value)}))
+        raise SpecError(path, _nearest_line(lines, at), dotted(at),
+                        f"this path is empty once {value!r} is substituted (environment "
+                        f"variable {names} is unset or empty); set it to the path (an empty "
+                        "path would mean the current folder)")
+    return result
 
 
 def _nearest_line(lines: dict[tuple, int], key: tuple) -> int | None:
@@ -410,6 +512,30 @@ def _check_references(loaded: LoadedStudy) -> None:
                 if ref is not None and ref not in study.datasets:
                     raise fail(at + ("params", param), f"unknown dataset {ref!r}; known: "
                                f"{_known(study.datasets)}")
+
+
+def entry_task_count(entry: StudyEntry) -> int:
+    """How many tasks an entry makes (before identical ones merge): sweep combinations times
+    models. Computed from the list lengths, without expanding anything."""
+    import math
+
+    return math.prod(len(values) for values in entry.sweep.values()) * max(1, len(entry.models))
+
+
+def _check_task_count(loaded: LoadedStudy, max_tasks: int) -> None:
+    """Refuse a study whose entries make more than ``max_tasks`` tasks, before expanding any."""
+    counts = [entry_task_count(e) for e in loaded.study.studies]
+    total = sum(counts) + sum(m.train is not None for m in loaded.study.models.values())
+    if total <= max_tasks:
+        return
+    biggest = max(range(len(counts)), key=counts.__getitem__)
+    key = ("studies", biggest, "sweep") if loaded.study.studies[biggest].sweep else (
+        "studies", biggest)
+    raise SpecError(loaded.path, loaded.line_of(*key), dotted(key),
+                    f"the study expands to {total:,} tasks ({counts[biggest]:,} from this "
+                    f"entry), more than the limit of {max_tasks:,}. Check the sweep; to plan "
+                    f"and run it anyway, give `--max-tasks {total}` to validate, plan and run "
+                    "(or set VITSTUDY_MAX_TASKS)")
 
 
 def expand_sweep(entry: StudyEntry) -> list[tuple[dict[str, Any], set[str]]]:

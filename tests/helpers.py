@@ -74,3 +74,29 @@ def run_together(target, args: tuple, n: int, timeout: float = 120.0) -> list:
         p.join(30)
     assert all(p.exitcode == 0 for p in procs)
     return results
+
+
+def make_results_db(folder: Path, name: str = "results.db") -> Path:
+    """A real SQLite result database under ``folder`` with one finished run: two done tasks
+    (fgbg with two metrics, lowpass with one radius) and one artifact row, written through
+    ``runner.db``; its connections are closed so the file's bytes are final. Returns the file."""
+    from runner import db
+
+    path = folder / name
+    engine = db.connect(f"sqlite:///{path}")
+    run_id = db.start_run(engine, study="tiny", command="vitstudy run study.yaml",
+                          provenance={"versions": {"torch": "2"}, "device": "cpu"})
+    for key, kind, rows in (
+        ("a" * 64, "fgbg", [{"name": "top1", "value": 71.5, "variant": "full"},
+                            {"name": "top1", "value": 12.25, "variant": "bg"}]),
+        ("b" * 64, "lowpass", [{"name": "top1", "value": 40.0, "variant": "lowpass", "x": 8.0}]),
+    ):
+        db.claim_task(engine, {"key": key, "study": "tiny", "kind": kind, "kind_version": 1,
+                               "model": "vit", "dataset": "shapes_val",
+                               "params": '{"radii": [8.0]}'}, run_id)
+        artifacts = [{"role": "correct", "path": "ab/x.npy", "sha256": "0" * 64, "bytes": 3}]
+        db.finish_task(engine, key, metric_rows=rows, info={}, device="cpu",
+                       artifact_rows=artifacts if kind == "fgbg" else [])
+    db.end_run(engine, run_id, "done")
+    engine.dispose()
+    return path

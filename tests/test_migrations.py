@@ -67,13 +67,15 @@ def test_previous_version_is_refused_then_upgraded_keeping_its_rows(
     with create_engine(db_url).connect() as conn:  # refusing changed nothing
         assert "host" not in {c["name"] for c in inspect(conn).get_columns("tasks")}
 
-    assert db.upgrade(db.connect(db_url, create=False)) == (1, 2)
+    assert db.upgrade(db.connect(db_url, create=False)) == (1, db.SCHEMA_VERSION)
     engine = db.connect(db_url)
     _, rows = db.query(engine, "SELECT model, variant, value FROM results ORDER BY value")
     assert rows == [("m", "bg", 30.0), ("m", "fg", 90.0)]
     assert db.artifact_paths(engine, "k1") == {"correct": "ab/x.npz"}
-    assert db.query(engine, "SELECT version_num FROM alembic_version")[1] == [("0002",)]
-    assert db.query(engine, "SELECT value FROM meta WHERE name = 'schema_version'")[1] == [("2",)]
+    head = db.revision_id(db.SCHEMA_VERSION)
+    assert db.query(engine, "SELECT version_num FROM alembic_version")[1] == [(head,)]
+    assert db.query(engine, "SELECT value FROM meta WHERE name = 'schema_version'")[1] == [
+        (str(db.SCHEMA_VERSION),)]
     # the new column works: a task run now records its host
     run_id = db.start_run(engine, study="s", command="t", provenance={})
     assert db.claim_task(engine, _row("k2"), run_id)
@@ -81,7 +83,12 @@ def test_previous_version_is_refused_then_upgraded_keeping_its_rows(
                    host="node-7")
     assert db.query(engine, "SELECT key, host FROM tasks ORDER BY key")[1] == [
         ("k1", None), ("k2", "node-7")]
-    assert db.upgrade(engine) == (2, 2)  # upgrading a current database is a no-op
+    # schema 3's table works: a pending artifact is dropped when its task's rows commit
+    db.record_pending(engine, run_id, "k2", "cd/y.npz")
+    db.finish_task(engine, "k2", metric_rows=[], artifact_rows=[], info={}, device="cpu")
+    assert db.query(engine, "SELECT COUNT(*) FROM pending_artifacts")[1] == [(0,)]
+    # upgrading a current database is a no-op
+    assert db.upgrade(engine) == (db.SCHEMA_VERSION, db.SCHEMA_VERSION)
 
 
 def test_newer_revision_is_refused_and_left_untouched(db_url: str) -> None:  # noqa: F811

@@ -50,7 +50,7 @@ BAD_STUDIES = [
      .replace("    train: {dataset: shapes, val: shapes_val, epochs: 2, batch_size: 32}\n", ""),
      18, "weights"),
     ("unknown-timm-model", lambda s: s.replace("name: vit_tiny_patch16_224",
-                                               "name: vit_tiny_patch16_22"), 18,
+                                               "name: vit_tiny_patch16_22"), 20,
      "vit_tiny_patch16_224"),
     ("layer-out-of-range", lambda s: s + "  - kind: cls_isolation\n    models: [vit]\n"
      "    dataset: shapes_val\n    params: {layers: [7]}\n", 29, "cls_isolation on model 'vit'"),

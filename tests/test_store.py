@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from runner.store import Store
+from runner.store import Store, keep_only
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
@@ -43,9 +43,10 @@ def test_gc_removes_unreferenced_and_stale_temp_files_only(tmp_path: Path) -> No
     stale_tmp.write_bytes(b"22")
     old = time.time() - 7200
     os.utime(stale_tmp, (old, old))
-    dry = store.gc([keep], dry_run=True)
+    store.claim_for("sqlite:////somewhere/results.db")
+    dry = store.gc(keep_only([keep]), dry_run=True)
     assert (dry.removed, dry.kept) == (2, 2) and store.path(drop).exists()
-    report = store.gc([keep])
+    report = store.gc(keep_only([keep]))
     assert (report.removed, report.bytes_freed) == (2, 6)
     assert store.path(keep).exists() and not store.path(drop).exists()
     assert fresh_tmp.exists() and not stale_tmp.exists()

@@ -45,15 +45,17 @@ def dataset_identity(spec: DatasetSpecT, name: str | None = None) -> str:
 
 
 def check_dataset(name: str, spec: DatasetSpecT) -> None:
-    """Raise ``DatasetError`` if the dataset cannot be opened as declared (existence checks)."""
+    """Raise ``DatasetError`` if the dataset cannot be opened as declared: its folders and
+    files exist, it holds images, and they are labelled (a listing and a few decoded images;
+    see ``runner.data.folder.check_contents``)."""
     if isinstance(spec, SyntheticDataset):
         from runner.data.synthetic import check_synthetic
 
         check_synthetic(name, spec)
     else:
-        from runner.data.folder import check_folder, imagenet_paths
+        from runner.data.folder import check_contents, imagenet_paths
 
-        check_folder(name, imagenet_paths(spec))
+        check_contents(name, imagenet_paths(spec))
 
 
 def open_dataset(name: str, spec: DatasetSpecT) -> ImageDataset:

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import torch
 
+from runner.data.boxes import clip_boxes
+from runner.data.errors import DatasetError
+
 #: A bounding box: (xmin, ymin, xmax, ymax), 0-based pixel indices (column, row) of the image
 #: as decoded, both ends inclusive: the box covers columns xmin..xmax and rows ymin..ymax, i.e.
 #: ``image[:, ymin:ymax + 1, xmin:xmax + 1]``. PASCAL-VOC / ImageNet XML files count pixels from
@@ -78,13 +81,35 @@ class ImageDataset:
 
         One ``Batch`` per ``batch_size`` consecutive indices (all of them, or ``indices`` in the
         order given); unreadable images are left out of it and counted in ``skipped``, so a
-        batch can be shorter than asked, even empty. ``workers > 0`` decodes in that many
-        DataLoader worker processes, in the same order.
+        batch can be shorter than asked, even empty. Boxes are clipped to the decoded image.
+        ``workers > 0`` decodes in that many DataLoader worker processes, in the same order.
+        A pass over the whole dataset raises ``DatasetError`` after its last batch if not one
+        image could be decoded.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         order = list(range(len(self))) if indices is None else [int(i) for i in indices]
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        decoded = skipped = 0
+        for batch in self._decode_chunks(chunks, workers):
+            decoded, skipped = decoded + len(batch), skipped + batch.skipped
+            yield batch
+        if indices is None and skipped and not decoded:
+            raise self._unreadable_error(skipped, self.samples[order[0]].path)
+
+    def _unreadable_error(self, count: int, example: Path) -> DatasetError:
+        """The error for a dataset none of whose images decode: it names the folder, so the
+        task fails with the cause rather than with empty results."""
+        return DatasetError(
+            f"dataset {self.name!r}: none of its {count} images could be decoded (all "
+            f"unreadable, e.g. {example}). Expected image files (JPEG, PNG...) under the folder "
+            f"{self.root}; check that they are complete and not empty, or point `root:` at the "
+            "right folder."
+        )
+
+    def _decode_chunks(self, chunks: list[list[int]], workers: int) -> Iterator[Batch]:
+        """One decoded ``Batch`` per chunk of indices, in this process or in DataLoader
+        workers."""
         if workers <= 0:
             for chunk in chunks:
                 yield _collate([_decoded(self, i) for i in chunk])
@@ -100,8 +125,11 @@ _Decoded = tuple[int, "torch.Tensor | None", int, tuple[Box, ...]]
 
 
 def _decoded(dataset: ImageDataset, index: int) -> _Decoded:
+    """One image decoded, with its boxes clipped to the pixels it really has."""
     sample = dataset.samples[index]
-    return index, dataset.decode(index), sample.label, sample.boxes
+    image = dataset.decode(index)
+    boxes = sample.boxes if image is None else clip_boxes(sample.boxes, *image.shape[-2:])
+    return index, image, sample.label, boxes
 
 
 class _DecodeView:

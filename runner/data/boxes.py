@@ -3,13 +3,17 @@
 Coordinates in VOC files are 1-based pixel indices with both ends inclusive (the top-left
 pixel is (1, 1)). In memory a ``Box`` is 0-based and inclusive (``runner.data.base.Box``): we
 subtract 1 from all four numbers, then clip to the image (``<size>``); a 0 in a file (ImageNet
-has a few) thus clips to 0. Boxes left empty by clipping are dropped.
+has a few) thus clips to 0. Boxes left empty by clipping (wholly outside the image) are dropped.
+A coordinate that is not a finite number, or a box whose max is below its min, makes the whole
+file unreadable (``BoxFileError``): the dataset counts it and goes on without that file's boxes.
+Boxes are clipped again to the decoded image (``clip_boxes``), whose size the file may misstate.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -47,6 +51,9 @@ def read_voc_objects(path: Path) -> list[VocObject]:
             xmin, ymin, xmax, ymax = (
                 _int(bb.findtext(tag), None) - 1 for tag in ("xmin", "ymin", "xmax", "ymax")
             )
+            if xmax < xmin or ymax < ymin:
+                raise ValueError(f"a box of {name!r} is reversed (xmin {xmin + 1} xmax {xmax + 1}"
+                                 f", ymin {ymin + 1} ymax {ymax + 1})")
             box = _clip((xmin, ymin, xmax, ymax), width, height)
             if box is not None:
                 objects.append((name, box))
@@ -65,6 +72,13 @@ def boxes_of_class(objects: Sequence[VocObject], class_id: str, path: Path) -> t
             raise BoxFileError(f"{path}: an <object> of {class_id} has no <bndbox>")
         boxes.append(box)
     return tuple(boxes)
+
+
+def clip_boxes(boxes: Sequence[Box], height: int, width: int) -> tuple[Box, ...]:
+    """The boxes clipped to an image of ``height`` x ``width``; a box wholly outside is dropped,
+    so an image whose boxes all miss it counts as an image without boxes."""
+    clipped = (_clip(tuple(box), width, height) for box in boxes)
+    return tuple(box for box in clipped if box is not None)
 
 
 def parse_voc_boxes(path: Path, class_id: str) -> tuple[Box, ...]:
@@ -164,7 +178,7 @@ class BoxTable:
                     "fingerprint": self.fingerprint, "files": self._files})
 
 
-_TABLE_FORMAT = 1
+_TABLE_FORMAT = 2  # 2: reversed and non-finite boxes make the file unreadable
 
 
 def _xml_stems(folder: Path) -> dict[str, Path]:
@@ -182,7 +196,10 @@ def _int(text: str | None, default: int | None) -> int:
         if default is None:
             raise ValueError("a box coordinate is missing")
         return default
-    return int(round(float(text)))
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a box coordinate is {text.strip()!r}, not a finite number")
+    return int(round(value))
 
 
 def _clip(box: tuple[int, int, int, int], width: int, height: int) -> Box | None:

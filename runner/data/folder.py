@@ -80,16 +80,7 @@ def read_folder(name: str, paths: FolderPaths, subset: Subset | None = None) -> 
     """Read an ImageNet-layout dataset: its images, labels and (if ``paths.boxes``) boxes."""
     from runner.data.base import ImageDataset, Sample
 
-    check_folder(name, paths)
-    declared = read_classes_file(name, paths.classes) if paths.classes else None
-    if paths.labels is not None:
-        rel_paths, refs, unlabelled = _labelled_by_file(name, paths.root, paths.labels)
-    else:
-        rel_paths, refs, unlabelled = _labelled_by_folder(name, paths.root)
-    classes = _class_list(name, paths, refs, declared)
-    index_of = {c: i for i, c in enumerate(classes)}
-    labels = [ref if isinstance(ref, int) else index_of[ref] for ref in refs]
-
+    rel_paths, labels, classes, unlabelled = _labelled(name, paths)
     kept = select_subset(labels, classes, subset)
     box_index = box_table = None
     if paths.boxes is not None:
@@ -112,6 +103,44 @@ def read_folder(name: str, paths: FolderPaths, subset: Subset | None = None) -> 
         "unlabelled": unlabelled,
     }
     return ImageDataset(name=name, root=paths.root, classes=classes, samples=samples, info=info)
+
+
+def check_contents(name: str, paths: FolderPaths) -> None:
+    """Raise ``DatasetError`` unless the folder holds labelled images as declared: class folders
+    of images (or images the labels file names) and every class known. Lists the folder and
+    reads the small text files; decodes a sample of at most 8 images (``check_readable``).
+    What ``validate`` checks before a run."""
+    rel_paths = _labelled(name, paths)[0]
+    check_readable(name, paths.root, rel_paths)
+
+
+def check_readable(name: str, root: Path, rel_paths: list[str]) -> None:
+    """Raise ``DatasetError`` when not one of a few images spread over the dataset decodes:
+    a folder of broken files is refused before anything runs (a run checks every image)."""
+    from runner.data.decode import unreadable_sample
+
+    tried = unreadable_sample([root / rel for rel in rel_paths])
+    if tried:
+        raise DatasetError(
+            f"dataset {name!r}: none of the {len(tried)} images tried of {len(rel_paths)} under "
+            f"the folder {root} could be decoded (e.g. {tried[0]}). Expected image files "
+            "(JPEG, PNG...); check that they are complete and not empty, or point `root:` at "
+            "the right folder."
+        )
+
+
+def _labelled(name: str, paths: FolderPaths) -> tuple[list[str], list[int], list[str], int]:
+    """(relative image paths, their labels, the class list, images left unlabelled)."""
+    check_folder(name, paths)
+    declared = read_classes_file(name, paths.classes) if paths.classes else None
+    if paths.labels is not None:
+        rel_paths, refs, unlabelled = _labelled_by_file(name, paths.root, paths.labels)
+    else:
+        rel_paths, refs, unlabelled = _labelled_by_folder(name, paths.root)
+    classes = _class_list(name, paths, refs, declared)
+    index_of = {c: i for i, c in enumerate(classes)}
+    labels = [ref if isinstance(ref, int) else index_of[ref] for ref in refs]
+    return rel_paths, labels, classes, unlabelled
 
 
 def read_classes_file(name: str, path: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +40,36 @@ def git_state(folder: Path) -> tuple[str | None, bool]:
 def provenance(device: str) -> dict[str, Any]:
     sha, dirty = git_state(Path(__file__).resolve().parent)
     return {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(), "device": device}
+
+
+class DeviceError(ValueError):
+    """A ``--device`` that names no device torch knows, or none this machine has."""
+
+
+_DEVICE = re.compile(r"(cpu|cuda|mps)(?::(\d+))?")
+
+
+def check_device(device: str, *, here: bool = True) -> None:
+    """Raise ``DeviceError`` unless ``device`` is ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``
+    and, with ``here``, this machine has it: checked before a run writes anything, since a
+    wrong device would otherwise fail every task (imports torch only for cuda and mps)."""
+    if device == "auto":
+        return
+    m = _DEVICE.fullmatch(device)
+    if m is None:
+        raise DeviceError(f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N "
+                          "(N = 0, 1, ...) or mps")
+    if not here or m[1] == "cpu":
+        return
+    import torch
+
+    if m[1] == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {device!r} is not available on this machine (no Apple MPS "
+                          "backend); use --device cpu or auto")
+    count = torch.cuda.device_count() if m[1] == "cuda" and torch.cuda.is_available() else 0
+    if m[1] == "cuda" and int(m[2] or 0) >= count:
+        raise DeviceError(f"device {device!r} is not available: this machine has {count} CUDA "
+                          "device(s) that torch can use; use --device cpu or auto")
 
 
 def resolve_device(device: str) -> str:

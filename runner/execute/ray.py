@@ -39,10 +39,11 @@ from runner.execute.local import (
     RunSummary,
     _describe,
     run_plan,
-    task_groups,
     upstream_blocker,
+    work_batches,
 )
-from runner.kinds.base import TaskResult
+from runner.execute.signals import signals_as_interrupts
+from runner.kinds.base import TaskResult, Work
 from runner.plan import Plan, Task
 from runner.store import Store
 
@@ -111,8 +112,9 @@ def gpus_for(device: str, resources: dict[str, float], requested: float | None) 
 
 @dataclass(frozen=True)
 class Event:
-    """What a worker streams back: ``started`` (payload: label), ``progress`` ((done, total)),
-    ``message`` (text), ``succeeded`` ((TaskResult, seconds)) or ``failed`` ((error, info))."""
+    """What a worker streams back: ``started`` (payload: label), ``progress`` ((done, total,
+    work)), ``message`` (text), ``succeeded`` ((TaskResult, seconds)) or ``failed`` ((error,
+    info, seconds))."""
 
     kind: str
     key: str | None = None
@@ -129,11 +131,11 @@ class _Streamed:
     def started(self, label: str) -> None:
         self.events.put(Event("started", payload=label))
 
-    def progress(self, done: int, total: int | None) -> None:
+    def progress(self, done: int, total: int | None, work: Work | None = None) -> None:
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_EVERY_S or done == total:
             self._last_progress = now
-            self.events.put(Event("progress", payload=(done, total)))
+            self.events.put(Event("progress", payload=(done, total, work)))
 
     def message(self, text: str) -> None:
         self.events.put(Event("message", payload=text))
@@ -141,8 +143,9 @@ class _Streamed:
     def succeeded(self, task: Task, result: TaskResult, seconds: float) -> None:
         self.events.put(Event("succeeded", task.key, (result, seconds)))
 
-    def failed(self, task: Task, error: str, info: dict[str, Any]) -> None:
-        self.events.put(Event("failed", task.key, (error, info)))
+    def failed(self, task: Task, error: str, info: dict[str, Any],
+               seconds: float | None = None) -> None:
+        self.events.put(Event("failed", task.key, (error, info, seconds)))
 
 
 _END = object()
@@ -271,8 +274,12 @@ class RayRunner(Runner):
         import ray
 
         self.redo_done = redo_done
-        self.pending = deque(task_groups(todo))
-        with _ray_session(self.settings.address), self._store_probe() as probe:
+        # workers cannot record each file as pending: gc removes nothing while this run lives
+        db.record_pending(self.engine, self.run_id, "", db.ANY_PATH)
+        self.pending = deque(work_batches(todo, self.options.claim_batch))
+        # ray.init sets its own SIGTERM handler (sys.exit): SIGTERM stops the run as Ctrl-C does
+        with _ray_session(self.settings.address), signals_as_interrupts(), \
+                self._store_probe() as probe:
             resources = ray.cluster_resources()
             gpus = gpus_for(self.options.device, resources, self.settings.gpus_per_actor)
             size = pool_size(resources, gpus_per_actor=gpus,
@@ -307,9 +314,10 @@ class RayRunner(Runner):
     # ---------------------------------------------------------------------- the loop
 
     def _loop(self) -> None:
-        """Hand ready groups to idle workers; record what comes back, until all is done."""
+        """Hand ready groups to idle workers; record what comes back, until all is done
+        (other runners' tasks included: a dead runner's are taken over)."""
         next_dispatch = 0.0
-        while self.pending or any(s.group for s in self.slots):
+        while self.pending or any(s.group for s in self.slots) or self.held_elsewhere:
             if time.monotonic() >= next_dispatch:
                 self._dispatch()
                 next_dispatch = time.monotonic() + POLL_S
@@ -325,6 +333,7 @@ class RayRunner(Runner):
         """Send each group whose upstream tasks are done to an idle worker, in plan order; a
         group waiting for an upstream task (here or elsewhere) does not hold up the next."""
         waiting: deque[list[Task]] = deque()
+        self._queue_orphans()
         while self.pending:
             slot = next((s for s in self.slots if s.idle), None)
             if slot is None:
@@ -335,15 +344,20 @@ class RayRunner(Runner):
             if WAIT in blockers.values():
                 waiting.append(tasks)
                 continue
-            ready = []
             for task in tasks:
                 if blockers[task.key] is not None:
                     self.record_failure(task, blockers[task.key], claim=True)
-                elif self.claim(task):
-                    ready.append(task)
+            ready = self.claim_batch([t for t in tasks if blockers[t.key] is None])
             if ready:
                 self._send(slot, ready)
         self.pending.extendleft(reversed(waiting))
+
+    def _queue_orphans(self) -> None:
+        """Queue the tasks no live run holds any more: upstream tasks of queued groups go
+        first, other runners' tasks whose runner died last (``Runner.settle_elsewhere``)."""
+        upstream = self.orphaned_upstream([t for batch in self.pending for t in batch])
+        self.pending.extendleft([t] for t in reversed(upstream))
+        self.pending.extend(work_batches(self.settle_elsewhere(), self.options.claim_batch))
 
     def _start(self, slot: _Slot) -> None:
         """Start a worker for ``slot``; a thread reports when it is ready (or cannot start)."""
@@ -414,8 +428,8 @@ class RayRunner(Runner):
                 result, seconds = event.payload
                 self.record_success(task, result, seconds, device=slot.device, host=slot.host)
             else:
-                error, info = event.payload
-                self.record_failure(task, error, info=info, host=slot.host)
+                error, info, seconds = event.payload
+                self.record_failure(task, error, info=info, host=slot.host, seconds=seconds)
 
     def _on_lost(self, slot: _Slot, error: str) -> None:
         """The worker died: its unfinished tasks go again on a fresh worker, a bounded number

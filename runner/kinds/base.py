@@ -18,9 +18,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # heavy imports stay out of the CLI's import path
 
@@ -28,10 +28,19 @@ if TYPE_CHECKING:  # heavy imports stay out of the CLI's import path
     from runner.models.base import LoadedModel, ModelInfo
 
 
-class KindParams(BaseModel):
-    """Base for every kind's params: unknown keys are errors, values are validated."""
+#: Largest seed a study may give: seeds feed 64-bit generators (torch, numpy), and a larger one
+#: would abort the run that reaches it.
+SEED_MAX = 2**63 - 1
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: A seed field: an integer in 0..2^63-1, refused when the study file is loaded.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
+
+class KindParams(BaseModel):
+    """Base for every kind's params: unknown keys are errors, values are validated, and a
+    float param is finite (a NaN or inf radius or weight would silently store nonsense)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PlanError(ValueError):
@@ -81,25 +90,55 @@ class ArtifactSink:
         raise NotImplementedError
 
 
-class Progress:
-    """Progress of one task in items (images, steps, epochs); the executor displays it."""
+@dataclass(frozen=True)
+class Work:
+    """What an ETA is computed from: the current phase's work done and its total, in the
+    phase's own cost unit (items of equal cost by default). A new phase (``set_total``) means
+    a new unit, so a rate measured on one phase never predicts another."""
 
-    def __init__(self, on_update: Callable[[int, int | None], None] | None = None) -> None:
+    phase: int
+    done: float
+    total: float | None
+
+
+def truncated_forward_cost(layer: int) -> float:
+    """Relative cost of a forward stopped after block ``layer``: its blocks plus about one
+    block's worth for the input (embedding, augmentation) and the readout."""
+    return layer + 2.0
+
+
+class Progress:
+    """Progress of one task in items (images, steps, epochs); the executor displays it.
+    Items of unequal cost also report their ``work``, so the ETA stays honest."""
+
+    def __init__(self, on_update: Callable[[int, int | None, Work], None] | None = None
+                 ) -> None:
         self.done = 0
         self.total: int | None = None
+        self.phase = 0
+        self.work_done = 0.0
+        self.work_total: float | None = None
         self._on_update = on_update
 
-    def set_total(self, total: int) -> None:
+    def set_total(self, total: int, *, work: float | None = None) -> None:
+        """Start a phase that ends at ``total`` items; ``work`` is the cost of its
+        ``total - done`` items in any unit (default: one per item)."""
         self.total = total
+        self.phase += 1
+        self.work_done = 0.0
+        self.work_total = float(total - self.done) if work is None else float(work)
         self._notify()
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, *, work: float | None = None) -> None:
+        """``n`` more items done, costing ``work`` units (default: ``n``)."""
         self.done += n
+        self.work_done += n if work is None else work
         self._notify()
 
     def _notify(self) -> None:
         if self._on_update is not None:
-            self._on_update(self.done, self.total)
+            self._on_update(self.done, self.total,
+                            Work(self.phase, self.work_done, self.work_total))
 
 
 @dataclass
@@ -237,6 +276,9 @@ class Kind:
     #: Params that name another dataset of the study; the planner checks the name exists and
     #: hashes that dataset's identity (not its name) into the task key.
     dataset_params: ClassVar[tuple[str, ...]] = ()
+    #: True for kinds that read object boxes: their dataset must have them (`boxes:` for an
+    #: ImageNet-layout folder); checked when the study is planned.
+    needs_boxes: ClassVar[bool] = False
 
     def requires_dataset(self, params: KindParams) -> bool:
         """Whether a task with these params needs the entry's ``dataset:`` (checked on load)."""

@@ -78,7 +78,8 @@ class ClsIsolationEvaluator(AccuracyEvaluator):
             raise ValueError(f"cls_isolation needs a plain ViT with a CLS token; "
                              f"model {model.info.name!r} has none")
         self.info = model.info
-        self.layers = insertion_layers(ctx.params, model.vit.depth)
+        self.depth = model.vit.depth
+        self.layers = insertion_layers(ctx.params, self.depth)
         self.patch_heads = ctx.params.patch_heads
 
     def requests(self) -> dict[Variant, set[str]]:
@@ -108,6 +109,8 @@ class ClsIsolationEvaluator(AccuracyEvaluator):
             correct.update(self._report_patches())
         self.ctx.metric("n_images", len(index))
         self.ctx.artifact("correct", correct)
+        # the report's Table 1 reads L = depth - 1, whatever layers were measured
+        self.ctx.result.info["depth"] = self.depth
 
     def _report_patches(self) -> dict[str, Any]:
         """Per-position, average, best-position and mean-token accuracies; map and heat map."""

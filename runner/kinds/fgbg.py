@@ -72,6 +72,9 @@ class FgbgEvaluator(AccuracyEvaluator):
             self.report_normalized("top5_norm", top5_masked, top5_full, variant=name)
         ctx.metric("n_images", len(index))
         ctx.artifact("correct", correct)
+        bad_box_files = ctx.dataset.info.get("bad_box_files", 0)
+        if bad_box_files:  # unreadable box files: their images were evaluated as without boxes
+            ctx.count("bad_box_files", bad_box_files)
 
 
 class Fgbg(Kind):
@@ -81,6 +84,7 @@ class Fgbg(Kind):
     version = 1
     Params = FgbgParams
     fusable = True
+    needs_boxes = True
     summary = "top-1/top-5 on full, foreground-only and background-only images (Table 2)"
 
     def evaluator(self, ctx: TaskContext) -> FgbgEvaluator:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from runner.kinds.base import TaskContext
+from runner.kinds.base import TaskContext, truncated_forward_cost
 from runner.kinds.topk import (
     FeatureSelection,
     SiteParams,
@@ -154,15 +154,19 @@ class SpatialDrop(SiteReadingKind):
         images = model_inputs(
             ctx, [i for r in rankings.values() for i in r.indices.flatten().tolist()])
         passes = 1 + params.seeds * len(params.percents)
-        ctx.progress.set_total(ctx.progress.done  # the ranking pass counted images
-                               + passes * sum(r.indices.numel() for r in rankings.values()))
+        per_layer = {layer: passes * r.indices.numel() for layer, r in rankings.items()}
+        ctx.progress.set_total(ctx.progress.done + sum(per_layer.values()),  # after ranking
+                               work=sum(n * truncated_forward_cost(layer)
+                                        for layer, n in per_layer.items()))
         percents = torch.tensor(params.percents, dtype=torch.float64)
         for s in sites:
             ranking = rankings[s.layer]
             count, total, n_valid = drop_curves(
                 ctx.model, ranking, images, percents=params.percents, seeds=params.seeds,
                 threshold=params.threshold, seed=ctx.seed, batch_size=ctx.batch_size,
-                device=ctx.device, on_batch=ctx.progress.advance)
+                device=ctx.device,
+                on_batch=lambda n, layer=s.layer: ctx.progress.advance(
+                    n, work=n * truncated_forward_cost(layer)))
             ctx.count("images_without_active_patches",
                       int(ranking.indices.numel() - n_valid.sum()))
             for name, curves in (("count", count), ("sum", total)):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from runner.kinds.base import Kind, KindParams, TaskContext
+from runner.kinds.base import Kind, KindParams, Seed, TaskContext
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +29,7 @@ class TrainParams(KindParams):
     warmup_epochs: float = Field(1.0, ge=0.0, description="epochs of linear warm-up")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="cross-entropy smoothing")
     augment: bool = Field(True, description="random resized crop (scale 0.6-1) and flip")
-    seed: int = Field(0, description="seed of initialization, order and augmentation")
+    seed: Seed = Field(0, description="seed of initialization, order and augmentation")
 
 
 class Train(Kind):
@@ -53,7 +53,10 @@ class Train(Kind):
 
         steps_per_epoch = max(1, (len(labels) + p.batch_size - 1) // p.batch_size)
         total_steps = p.epochs * steps_per_epoch
-        ctx.progress.set_total(total_steps)
+        # the ETA's unit is a training step; a validation pass is forward-only, about a third
+        # of a step per batch
+        val_work = len(val[1]) / p.batch_size / 3 if val is not None else 0.0
+        ctx.progress.set_total(total_steps, work=p.epochs * (steps_per_epoch + val_work))
         opt = torch.optim.AdamW(model.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, _warmup_cosine(int(p.warmup_epochs * steps_per_epoch), total_steps)
@@ -80,6 +83,7 @@ class Train(Kind):
             ctx.metric("loss", loss_sum / seen, x=epoch)
             if val is not None:
                 top1, top5 = _accuracy(model, *val, p.batch_size, device)
+                ctx.progress.advance(0, work=val_work)
                 ctx.metric("val_top1", top1, x=epoch)
                 ctx.metric("val_top5", top5, x=epoch)
                 ctx.log(f"epoch {epoch}/{p.epochs}: loss {loss_sum / seen:.3f}, "

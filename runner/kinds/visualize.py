@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from runner.kinds.base import KindParams, TaskContext
+from runner.kinds.base import KindParams, TaskContext, truncated_forward_cost
 from runner.kinds.topk import (
     FeatureSelection,
     SiteParams,
@@ -33,13 +33,17 @@ if TYPE_CHECKING:
     from runner.ops.augment import AugmentSettings
 
 
+#: An Adam beta: a decay rate, in [0, 1) (torch refuses anything else when the task starts).
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
 class VisualizeParams(SiteParams):
     features: FeatureSelection = Field(
         [0, 1, 2, 3], description="per layer: a list of indices, a range {start, stop, step}, "
         "`all`, or {top: N, by: topk-activation} (the N most active on the dataset)")
     steps: int = Field(400, ge=1, description="optimizer steps")
     lr: float = Field(0.1, gt=0, description="Adam learning rate at the start")
-    betas: tuple[float, float] = Field((0.5, 0.99), description="Adam betas")
+    betas: tuple[Beta, Beta] = Field((0.5, 0.99), description="Adam betas, each in [0, 1)")
     lr_schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="cosine annealing to 0 over the run, or constant")
     copies: int = Field(8, ge=1, description="augmented copies of each image per step")
@@ -210,6 +214,12 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
     return results
 
 
+def step_cost(group: Sequence[FeatureJob]) -> float:
+    """Relative cost of one optimizer step of a group: its images times the depth its
+    truncated forward reaches (deep layers cost more; the ETA weighs steps by this)."""
+    return len(group) * truncated_forward_cost(max(j.site.layer for j in group))
+
+
 def chunks(jobs: Sequence[FeatureJob], size: int) -> list[list[FeatureJob]]:
     """Jobs sorted by layer, then cut into groups of at most ``size``. A group's forward runs to
     its deepest layer, so a new group also starts where the layer changes once the current one
@@ -287,12 +297,13 @@ class Visualize(SiteReadingKind):
         recipe = Recipe.from_params(params)
         jobs, rankings = select_jobs(ctx, params)
         groups = chunks(jobs, max(1, ctx.batch_size // params.copies))
-        ctx.progress.set_total(ctx.progress.done + len(groups) * params.steps)  # after ranking
+        ctx.progress.set_total(ctx.progress.done + len(groups) * params.steps,  # after ranking
+                               work=params.steps * sum(map(step_cost, groups)))
         results: list[Optimized] = []
         for group in groups:
-            results += optimize_features(ctx.model, group, recipe, seed=ctx.seed,
-                                         device=ctx.device,
-                                         on_step=lambda _: ctx.progress.advance())
+            results += optimize_features(
+                ctx.model, group, recipe, seed=ctx.seed, device=ctx.device,
+                on_step=lambda _, cost=step_cost(group): ctx.progress.advance(work=cost))
         for r in results:
             layer, feature = r.job.site.layer, r.job.feature
             ctx.artifact("image", to_pil(r.image), layer=layer, feature=feature)

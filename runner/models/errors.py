@@ -13,7 +13,12 @@ from runner.kinds.base import PlanError
 
 
 class ModelError(PlanError):
-    """A model entry, weights file, site or feature index that cannot be used."""
+    """A model entry, weights file, site or feature index that cannot be used; ``field`` names
+    the entry's key at fault (``name``, ``pretrained``, ``kwargs``) when one is."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
@@ -36,4 +41,4 @@ def unknown_model(source: str, name: str, candidates: Iterable[str], hint: str =
         msg += " Did you mean: " + ", ".join(matches) + "?"
     if hint:
         msg += " " + hint
-    return ModelError(msg)
+    return ModelError(msg, field="name")

@@ -69,7 +69,8 @@ def model_identity(spec: ModelSpec, base_dir: Path | None = None) -> str:
     ``timm:vit_tiny_patch16_224@random-init {"kwargs": {...}}``. Paths never appear.
     """
     if spec.source == "checkpoint":
-        head = f"checkpoint:{spec.arch}@sha256:{file_sha256(_existing(spec.path, base_dir))}"
+        weights = _existing(spec.path, base_dir, "path")
+        head = f"checkpoint:{spec.arch}@sha256:{file_sha256(weights)}"
     else:
         head = f"{spec.source}:{spec.name}{_weights_tag(spec, base_dir)}"
     extras: dict[str, Any] = {}
@@ -84,7 +85,8 @@ def model_identity(spec: ModelSpec, base_dir: Path | None = None) -> str:
     if spec.zero_shot is not None:
         zs = spec.zero_shot.model_dump()
         if zs["classnames"] != "imagenet":
-            zs["classnames"] = "sha256:" + file_sha256(_existing(zs["classnames"], base_dir))
+            names_file = _existing(zs["classnames"], base_dir, "zero_shot")
+            zs["classnames"] = "sha256:" + file_sha256(names_file)
         extras["zero_shot"] = zs
     if not extras:
         return head
@@ -96,7 +98,7 @@ def _weights_tag(spec: ModelSpec, base_dir: Path | None) -> str:
     if spec.train is not None:
         return "@random-init"  # the upstream train task's key carries the trained weights
     if spec.weights:
-        return "@sha256:" + file_sha256(_existing(spec.weights, base_dir))
+        return "@sha256:" + file_sha256(_existing(spec.weights, base_dir, "weights"))
     if spec.pretrained is False:
         return "@random-init"
     if spec.pretrained is True:
@@ -104,7 +106,7 @@ def _weights_tag(spec: ModelSpec, base_dir: Path | None) -> str:
     if spec.source == "timm":
         return "." + spec.pretrained  # timm writes tags as name.tag
     if spec.source == "open_clip" and _looks_like_path(spec.pretrained):
-        return "@sha256:" + file_sha256(_existing(spec.pretrained, base_dir))
+        return "@sha256:" + file_sha256(_existing(spec.pretrained, base_dir, "pretrained"))
     return "@" + spec.pretrained
 
 
@@ -112,15 +114,17 @@ def _looks_like_path(value: str) -> bool:
     return "/" in value or "\\" in value or value.endswith((".pt", ".pth", ".bin", ".safetensors"))
 
 
-def _existing(path: str | None, base_dir: Path | None) -> Path:
+def _existing(path: str | None, base_dir: Path | None, field: str) -> Path:
+    """The file an entry's ``field`` names, resolved; ModelError (naming ``field``) if absent."""
     if not path:
-        raise ModelError("a model entry names no weights file")
+        raise ModelError("a model entry names no weights file", field=field)
     p = resolve_path(path, base_dir)
     if not p.is_file():
         raise ModelError(
             f"weights file {p} does not exist (from `{path}`"
             + (f", relative to {base_dir}" if base_dir is not None else "")
-            + "). Relative paths are taken from the study file's folder."
+            + "). Relative paths are taken from the study file's folder.",
+            field=field,
         )
     return p
 

@@ -53,9 +53,15 @@ class _Inspected:
 _inspected: dict[str, _Inspected] = {}
 
 
-def inspect_model(spec: ModelSpec, base_dir: Path | None = None) -> ModelInfo:
-    """Sites, depth, classes and preprocessing of a model, without its weights (memoized)."""
-    return _inspect(spec, base_dir).info
+def inspect_model(spec: ModelSpec, base_dir: Path | None = None, *,
+                  shapes_only: bool = False) -> ModelInfo:
+    """Sites, depth, classes and preprocessing of a model, without its weights (memoized).
+
+    ``shapes_only``: what plan-time checks need (sites and their sizes), from the meta device
+    alone, so that ``validate`` never allocates a model; loading still probes for real where
+    a site's fast read must be verified on values.
+    """
+    return _inspect(spec, base_dir, shapes_only).info
 
 
 def load_model(
@@ -139,24 +145,38 @@ def _source(spec: ModelSpec) -> ModuleType:
     return importlib.import_module(_SOURCE_MODULES[spec.source])
 
 
-def _inspect(spec: ModelSpec, base_dir: Path | None) -> _Inspected:
+def _inspect(spec: ModelSpec, base_dir: Path | None, shapes_only: bool = False) -> _Inspected:
     key = spec.model_dump_json(exclude={"train"}) + "|" + str(base_dir)
+    if shapes_only and key in _inspected:
+        return _inspected[key]  # the full inspection has the shapes too
+    key += "|shapes" if shapes_only else ""
     if key not in _inspected:
-        _inspected[key] = _inspect_uncached(spec, base_dir)
+        _inspected[key] = _inspect_uncached(spec, base_dir, shapes_only)
     return _inspected[key]
 
 
-def _inspect_uncached(spec: ModelSpec, base_dir: Path | None) -> _Inspected:
+def _inspect_uncached(spec: ModelSpec, base_dir: Path | None, shapes_only: bool) -> _Inspected:
     source = _source(spec)
     try:
         net, _ = source.build(spec, "meta", None, base_dir)
-        return _describe(net, source.structure(net, spec, base_dir), spec, torch.device("meta"))
+        structure = source.structure(net, spec, base_dir)
+        if shapes_only or not any(b.mlp_linear for b in structure.blocks or ()):
+            return _describe(net, structure, spec, torch.device("meta"))
+        log.debug("%s: a feed-forward read is verified on values; probing a random-init copy",
+                  spec.name)
     except ModelError:
         raise
     except Exception as e:  # noqa: BLE001 - an op without a meta kernel: probe for real
         log.debug("meta probe of %s failed (%s); probing a random-init copy", spec.name, e)
-    net, _ = source.build(spec, "random", None, base_dir)
-    return _describe(net, source.structure(net, spec, base_dir), spec, torch.device("cpu"))
+    try:
+        net, _ = source.build(spec, "random", None, base_dir)
+        return _describe(net, source.structure(net, spec, base_dir), spec, torch.device("cpu"))
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the library refuses the entry's settings
+        raise ModelError(f"model {_display_name(spec)} cannot be built as its entry says: "
+                         f"{type(e).__name__}: {e}. Check its `kwargs` and `num_classes` "
+                         "against the architecture.", field="kwargs") from e
 
 
 def _describe(net: nn.Module, structure: Structure, spec: ModelSpec,

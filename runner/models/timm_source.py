@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from runner.models.base import ViTParts
-from runner.models.errors import ModelError, unknown_model
+from runner.models.errors import ModelError, close_matches, unknown_model
 from runner.models.hooked import Block, qkv_chunk
 from runner.models.preprocess import from_timm_config, with_overrides
 from runner.models.structure import Structure, seeded
@@ -39,6 +39,7 @@ def build(spec: ModelSpec, init: str, weights_file: Path | None,
     if not timm.is_model(arch):
         raise unknown_model("timm", arch, timm.list_models(), "List them with "
                             "`python -c \"import timm; print(timm.list_models())\"`.")
+    _check_tag(spec)
     kwargs = dict(spec.kwargs)
     if spec.num_classes is not None:
         kwargs["num_classes"] = spec.num_classes
@@ -61,7 +62,8 @@ def build(spec: ModelSpec, init: str, weights_file: Path | None,
             load_weights(net, weights_file, name, adapt=_checkpoint_filter(net))
         return net, None
     except TypeError as e:  # a constructor keyword the architecture does not take
-        raise ModelError(f"timm model {name} rejects its kwargs {spec.kwargs}: {e}") from e
+        raise ModelError(f"timm model {name} rejects its kwargs {spec.kwargs}: {e}",
+                         field="kwargs") from e
 
 
 def _full_name(spec: ModelSpec) -> tuple[str, str, str]:
@@ -80,16 +82,11 @@ def locate_pretrained(spec: ModelSpec) -> Path | None:
 
     ModelError when the tag does not exist, or the weights are neither cached nor reachable.
     """
-    import timm
     from timm.models import get_pretrained_cfg
 
-    name, arch, tag = _full_name(spec)
-    try:
-        cfg = get_pretrained_cfg(name)
-    except RuntimeError as e:
-        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*")]
-        raise ModelError(f"timm model {arch} has no pretrained tag {tag!r}; its tags are: "
-                         f"{', '.join(tags) or 'none'}.") from e
+    name = _full_name(spec)[0]
+    _check_tag(spec)
+    cfg = get_pretrained_cfg(name)
     if cfg is None or not (cfg.file or cfg.hf_hub_id or cfg.url):
         raise ModelError(f"timm model {name} has no pretrained weights; use `pretrained: false` "
                          "or give a local file with `weights:`.")
@@ -99,6 +96,24 @@ def locate_pretrained(spec: ModelSpec) -> Path | None:
         files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else _HUB_FILES
         return require_hub(f"{name} (timm)", cfg.hf_hub_id, files)
     return require_url(f"{name} (timm)", cfg.url, Path(torch.hub.get_dir()) / "checkpoints")
+
+
+def _check_tag(spec: ModelSpec) -> None:
+    """ModelError unless the entry's tag (if any) is one of timm's pretrained tags of its
+    architecture, with the closest tags suggested; timm's own registry answers, offline."""
+    import timm
+
+    _, arch, tag = _full_name(spec)
+    if not tag:
+        return
+    tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*")]
+    if tag in tags:
+        return
+    guess = close_matches(tag, tags, n=3)
+    hint = f" Did you mean: {', '.join(guess)}?" if guess else ""
+    raise ModelError(f"timm model {arch} has no pretrained tag {tag!r}; its tags are: "
+                     f"{', '.join(tags) or 'none'}.{hint}",
+                     field="pretrained" if tag == spec.pretrained else "name")
 
 
 def _checkpoint_filter(net: nn.Module) -> Any:

@@ -91,7 +91,7 @@ def missing_weights(model: str, where: str, why: str) -> ModelError:
         "with network access (load the model once there, then copy ~/.cache/huggingface or "
         "~/.cache/torch, or point HF_HOME / TORCH_HOME at a copy), or download the weights file "
         "and give it in the model entry as `weights: /path/to/file` (or use `pretrained: false` "
-        "for a random-init model)."
+        "for a random-init model).", field="pretrained",
     )
 
 

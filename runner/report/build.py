@@ -9,6 +9,7 @@ others are still written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -31,7 +32,7 @@ from runner.report.tables import Table
 
 MANIFEST = ".report-files.json"
 #: Numbers in a task's ``info`` that are run settings (provenance), not counters.
-_SETTINGS = frozenset({"batch_size", "workers", "seed"})
+_SETTINGS = frozenset({"batch_size", "workers", "seed", "depth"})
 
 
 class ReportWriter:
@@ -48,7 +49,8 @@ class ReportWriter:
         return path
 
     def csv(self, frame: pd.DataFrame, relative: str) -> str:
-        frame.to_csv(self._path(relative), index=False)
+        """Write ``frame`` as CSV, text cells neutralised against spreadsheet formulas."""
+        tables.csv_safe(frame).to_csv(self._path(relative), index=False)
         return relative
 
     def text(self, relative: str, content: str) -> str:
@@ -307,6 +309,9 @@ def _tasks(ctx: _Context, section: Section) -> None:
     if data.missing_keys:
         section.notes.append(f"{len(data.missing_keys)} planned tasks have never run (not in "
                              "the database).")
+    for key, why in data.damaged.items():  # found while the sections above read the arrays
+        section.notes.append(f"{data.labels[key]} ({key[:10]}): {why}, so its intervals are "
+                             "left out; `vitstudy verify --mark-stale` makes the next run redo it.")
     frame = pd.DataFrame({
         "kind": data.tasks["kind"],
         "task": [data.labels[k] for k in data.tasks["key"]],
@@ -314,7 +319,7 @@ def _tasks(ctx: _Context, section: Section) -> None:
         "status": data.tasks["status"],
         "seconds": data.tasks["seconds"].round(1),
         "counters": [_counters(i) for i in data.tasks["info"]],
-        "error": [_last_line(e) for e in data.tasks["error"]],
+        "error": [_first_line(e) for e in data.tasks["error"]],
     })
     csv = ctx.writer.csv(frame, "tables/tasks.csv")
     section.blocks.append(plain_table_html(frame, {"status": {
@@ -322,10 +327,11 @@ def _tasks(ctx: _Context, section: Section) -> None:
     section.blocks.append(f'<p class="files">Files: <a href="{csv}">CSV</a></p>')
 
 
-def _last_line(error: Any, limit: int = 160) -> str:
-    """The last line of a stored error (the exception itself), shortened."""
+def _first_line(error: Any, limit: int = 160) -> str:
+    """The first line of a stored error, shortened: the exception's type and message (the
+    lines after it are the innermost frames of its traceback)."""
     lines = error.strip().splitlines() if isinstance(error, str) else []
-    return lines[-1][:limit] if lines else ""
+    return lines[0][:limit] if lines else ""
 
 
 def _counters(info: Any) -> str:
@@ -425,20 +431,26 @@ def _text(value: Any, missing: str = "") -> str:
 
 
 def _markdown(data: StudyData, sections: list[Section]) -> str:
-    lines = [f"# {data.study}", ""]
+    """report.md: the sections' notes, tables and figures; every name in it escaped."""
+    md = tables.md_escape
+    lines = [f"# {md(data.study)}", ""]
     for section in sections:
-        lines += [f"## {section.title}", ""]
-        lines += [f"> {note}" for note in section.notes]
+        lines += [f"## {md(section.title)}", ""]
+        lines += [f"> {md(note)}" for note in section.notes]
         for block in section.blocks:
             if isinstance(block, TableBlock):
                 lines.append(tables.to_markdown(block.table))
             elif isinstance(block, FigureFile):
-                lines += [f"![{block.caption}]({block.path})", ""]
+                lines += [f"![{md(block.caption)}]({block.path})", ""]
         if section.id == "tasks":
             lines.append("Task list: [tables/tasks.csv](tables/tasks.csv)")
         lines.append("")
     return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "model"
+def _slug(text: str, limit: int = 48) -> str:
+    """A file-name stem for any name: its ASCII letters and digits (at most ``limit``), then a
+    short hash of the whole name, so names differing only in other characters stay apart."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:limit].strip("_")
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{readable or 'model'}_{digest}"

@@ -28,6 +28,7 @@ _RC = {
     "font.size": 9.5, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "legend.fontsize": 8.5,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
     "grid.alpha": 0.3, "grid.linewidth": 0.6, "figure.dpi": 100,
+    "text.parse_math": False,  # model names are text: a '$' in one must not start math mode
 }
 DPI = 110
 

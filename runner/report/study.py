@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from runner import results as results_db
 from runner.report.families import FAMILY_ORDER, Family, model_family
 from runner.report.paper import PaperMatch, match_paper_model
+from runner.store import file_sha256
 
 _ARRAY_NAME = re.compile(r"^(?P<variant>[A-Za-z][A-Za-z_]*?)(?:_(?P<x>-?\d+(?:\.\d+)?(?:e-?\d+)?))?"
                          r"_(?P<k>top1|top5)$")
@@ -72,6 +73,8 @@ class StudyData:
     missing_keys: list[str] = field(default_factory=list)  # requested, not in the database
     labels: dict[str, str] = field(default_factory=dict)  # task key -> display label
     _correct: dict[str, Correctness | None] = field(default_factory=dict, repr=False)
+    #: task key -> why its ``correct`` file was not used (corrupted, unreadable)
+    damaged: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -155,16 +158,23 @@ class StudyData:
         return None if rows.empty else Path(rows["file"].iloc[0])
 
     def correct(self, key: str) -> Correctness | None:
-        """The task's ``correct`` arrays, or None when not stored or unreadable."""
+        """The task's ``correct`` arrays, or None when not stored, unreadable or not matching
+        their recorded sha256 (then ``damaged`` says why, and the report shows it)."""
         if key not in self._correct:
-            path = self.first_file(key, "correct")
             self._correct[key] = None
-            if path is not None and path.is_file():
-                try:
-                    with np.load(path, allow_pickle=False) as npz:
-                        self._correct[key] = Correctness({n: npz[n] for n in npz.files})
-                except (OSError, ValueError, zipfile.BadZipFile):
-                    pass  # unreadable: the report shows the values without intervals
+            rows = self.files(key, "correct")
+            if rows.empty:
+                return None
+            path, sha = Path(rows["file"].iloc[0]), rows["sha256"].iloc[0]
+            if file_sha256(path) != sha:
+                self.damaged[key] = (f"its `correct` file {rows['path'].iloc[0]} is "
+                                     f"{'corrupted' if path.is_file() else 'missing'}")
+                return None
+            try:
+                with np.load(path, allow_pickle=False) as npz:
+                    self._correct[key] = Correctness({n: npz[n] for n in npz.files})
+            except (OSError, ValueError, zipfile.BadZipFile) as e:
+                self.damaged[key] = f"its `correct` file cannot be read ({e})"
         return self._correct[key]
 
 

@@ -99,31 +99,42 @@ def _row_interval(
 # ------------------------------------------------------------------------------ Table 1
 
 
-def table1_insertion_layer(params: dict[str, Any], layers: list[float]) -> float | None:
-    """The insertion layer Table 1's "Isolating CLS" column shows: the last block's (L = depth-1).
+def table1_insertion_layer(params: dict[str, Any], layers: list[float],
+                           depth: int | None = None) -> float | None:
+    """The insertion layer of Table 1's "Isolating CLS" column: L = depth - 1 (the paper's
+    "layer 12" of a 12-block ViT), whatever layers were measured; None when the depth is unknown.
 
-    With the kind's default sweep (``layers`` unset: every L in 0..depth) the largest L measured
-    is the depth, so depth-1 is taken; with an explicit list, its largest entry.
+    ``depth`` is the one the task recorded; older tasks did not, and then only the kind's default
+    sweep (``layers`` unset: every L in 0..depth) tells it, as its largest L.
     """
-    if not layers:
-        return None
-    largest = max(layers)
-    if params.get("layers") is None and largest - 1 in layers:
-        return largest - 1
-    return largest
+    if depth is None and params.get("layers") is None and layers:
+        depth = int(max(layers))
+    return None if depth is None else float(depth - 1)
+
+
+def _table1_group(label: str, layer: float | None, measured: list[float]) -> str:
+    """The header of a task's rows in Table 1: where CLS joins, or why that is not shown."""
+    if layer is not None and layer in measured:
+        return f"{label}: CLS joins at layer L={layer:g}"
+    shown = ", ".join(f"{x:g}" for x in measured) or "none"
+    if layer is None:
+        return (f"{label}: Isolating CLS not shown, the model's depth was not recorded "
+                f"(layers measured: {shown})")
+    return (f"{label}: Isolating CLS not measured at L = depth - 1 = {layer:g} "
+            f"(layers measured: {shown})")
 
 
 def table1(data: StudyData, rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 per cls_isolation task: rows Top-1/Top-5; Natural, Isolating CLS, Patch Average,
-    Patch Maximum and head(mean of patch tokens), with the paper's ViT-B/16 numbers."""
+    """Table 1 per cls_isolation task: rows Top-1/Top-5; Natural, Isolating CLS (at L = depth - 1),
+    Patch Average, Patch Maximum and head(mean of patch tokens), with the paper's ViT-B/16
+    numbers."""
     cells = []
     for key in data.done("cls_isolation")["key"]:
         task = rows[(rows["task_key"] == key) & rows["name"].isin(ACCURACY_NAMES)]
-        isolated = task[task["variant"] == "isolated"]
-        layer = table1_insertion_layer(data.params(key), sorted(isolated["x"].dropna().unique()))
+        measured = sorted(task.loc[task["variant"] == "isolated", "x"].dropna().unique())
+        layer = table1_insertion_layer(data.params(key), measured, data.info(key).get("depth"))
         model = task["model"].iloc[0] if not task.empty else None
-        label = data.labels[key]
-        group = label if layer is None else f"{label}: CLS joins at layer L={layer:g}"
+        group = _table1_group(data.labels[key], layer, measured)
         columns = {"natural": "Natural", "isolated": "Isolating CLS",
                    "patch_average": "Patch Average", "patch_maximum": "Patch Maximum",
                    "patch_mean_token": "Head on mean patch token"}
@@ -368,17 +379,50 @@ def wide(cells: pd.DataFrame) -> tuple[list[str], list[tuple[str, str, dict[str,
 
 
 def to_markdown(table: Table) -> str:
-    """A Markdown table: one line per (group, row), a column per table column."""
-    lines = [f"### {table.title}", ""]
+    """A Markdown table: one line per (group, row), a column per table column; every name in
+    it escaped (``md_escape``)."""
+    lines = [f"### {md_escape(table.title)}", ""]
     if table.cells.empty:
         return "\n".join(lines + ["(no rows)", ""])
     columns, rows = wide(table.cells)
-    lines.append("| | " + " | ".join(columns) + " |")
+    lines.append("| | " + " | ".join(md_escape(c) for c in columns) + " |")
     lines.append("| --- " * (len(columns) + 1) + "|")
     for group, row, cells in rows:
         head = row if group == row else f"{group} · {row}"
         values = [format_cell(cells[c], table.decimals) if c in cells else "—" for c in columns]
-        lines.append(f"| {head} | " + " | ".join(values) + " |")
+        lines.append(f"| {md_escape(head)} | " + " | ".join(values) + " |")
     if table.caption:
-        lines += ["", table.caption]
+        lines += ["", md_escape(table.caption)]
     return "\n".join(lines) + "\n"
+
+
+#: Markdown text -> safe text: HTML's special characters as entities (a Markdown viewer renders
+#: raw HTML), table pipes and link brackets backslash-escaped, line breaks as spaces.
+_MARKDOWN_ESCAPES = str.maketrans({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "[": "\\[", "]": "\\]",
+    "\\": "\\\\", "\n": " ", "\r": " "})
+
+
+def md_escape(text: Any) -> str:
+    """``text`` safe anywhere in a Markdown line: no raw HTML, no cell or link breaks."""
+    return str(text).translate(_MARKDOWN_ESCAPES)
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas: a string that
+    starts with ``= + - @``, tab or CR gets a leading ``'``; numbers are left as they are."""
+
+    def neutral(value: Any) -> Any:
+        formula = isinstance(value, str) and value.startswith(_FORMULA_STARTS)
+        return f"'{value}" if formula else value
+
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(neutral).astype(object)
+    safe.columns = [neutral(c) for c in safe.columns]
+    return safe

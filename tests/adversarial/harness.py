@@ -131,7 +131,8 @@ def check_case(case: Case, folder: Path) -> str:
             f"{case.id}: output does not match {pattern!r}\n{output}")
     if case.exit == 2:
         lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-        assert lines and lines[0].startswith("error:"), f"{case.id}: not one error paragraph\n{output}"
+        assert lines and lines[0].startswith("error:"), (
+            f"{case.id}: not one error paragraph\n{output}")
     after_files, after_rows = snapshot(folder), db_rows(folder)
     allowed = [re.compile(p) for p in case.writes]
     changed = {p for p in set(before_files) | set(after_files)

@@ -88,14 +88,15 @@ def test_table1_intervals_come_from_the_matching_arrays(data, filled_study):
     assert average.ci_low < average.value < average.ci_high
 
 
-@pytest.mark.parametrize("params, layers, chosen", [
-    ({"layers": None}, [0, 1, 2, 3, 4], 3),  # default sweep 0..depth: depth - 1
-    ({}, [0, 1, 2, 12], 12),  # depth - 1 not measured: the largest
-    ({"layers": [2, 5]}, [2, 5], 5),  # an explicit list: its largest
-    ({"layers": None}, [], None),
+@pytest.mark.parametrize("params, layers, depth, chosen", [
+    ({"layers": None}, [0, 1, 2, 3, 4], None, 3),  # default sweep 0..depth: depth - 1
+    ({"layers": [11, 12]}, [11, 12], 12, 11),  # never the largest (12: CLS never sees the image)
+    ({"layers": [3]}, [3], 12, 11),  # depth - 1 whether measured or not (table1 says "not")
+    ({"layers": [2, 5]}, [2, 5], None, None),  # an explicit list, depth not recorded: unknown
+    ({"layers": None}, [], None, None),
 ])
-def test_table1_insertion_layer(params, layers, chosen):
-    assert tables.table1_insertion_layer(params, layers) == chosen
+def test_table1_insertion_layer(params, layers, depth, chosen):
+    assert tables.table1_insertion_layer(params, layers, depth) == chosen
 
 
 def test_isolation_curve_against_rows(data, filled_study):
