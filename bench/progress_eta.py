@@ -54,7 +54,8 @@ def record_visualize(steps: int) -> list[tuple[float, int, int | None, float | N
 
 
 def report(seen: list[tuple[float, int, int | None, float | None]]) -> str:
-    """The error of both estimates over the optimizer phase, in percent of the time left."""
+    """The error of both estimates over the optimizer phase, in percent of the phase's length
+    (the time left tends to 0 at the end, where any error is a large share of it)."""
     end = seen[-1][0]
     steps = [s for s in seen[:-1] if s[2] is not None and s[2] > seen[0][2]]  # type: ignore[operator]
     start = steps[0][0]
@@ -62,10 +63,10 @@ def report(seen: list[tuple[float, int, int | None, float | None]]) -> str:
     for t, done, total, shown in steps[len(steps) // 10:-1]:  # past the first 10% of steps
         left = end - t
         if shown is not None:
-            new.append(100 * abs(shown - left) / left)
-        old.append(100 * abs((total - done) * t / done - left) / left)  # type: ignore[operator]
+            new.append(100 * abs(shown - left) / (end - start))
+        old.append(100 * abs((total - done) * t / done - left) / (end - start))  # type: ignore[operator]
     return (f"task {end:.1f} s, optimizer phase {end - start:.1f} s ({len(steps)} updates)\n"
-            f"ETA error past the first 10% of steps, % of the true time left:\n"
+            f"ETA error past the first 10% of steps, % of the phase's length:\n"
             f"  measured rate (now): median {statistics.median(new):.0f}, max {max(new):.0f}\n"
             f"  items / elapsed (before): median {statistics.median(old):.0f}, "
             f"max {max(old):.0f}\n"

@@ -140,6 +140,9 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C before a run started (a run handles its own)
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
         except Exception as e:
             message = _fault_message(e, (ctx.obj or {}).get("db"))
             if message is None:

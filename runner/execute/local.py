@@ -17,6 +17,7 @@ of a run), ``Runner`` (claiming, recording, display: the driver's side), ``Group
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import threading
 import time
@@ -296,6 +297,7 @@ class GroupRunner:
             _seed_everything(task.seed)
             get_kind(task.kind).run(ctx)
         except Exception as e:  # noqa: BLE001 - a failing task must not stop the others
+            stop_if_fatal(e)
             report.failed(task, _describe(e), _info(locals().get("ctx")),
                           time.monotonic() - started)
             return
@@ -316,6 +318,7 @@ class GroupRunner:
                 evaluators.append((task, get_kind(task.kind).evaluator(ctx)))
                 contexts[task.key] = ctx
             except Exception as e:  # noqa: BLE001
+                stop_if_fatal(e)
                 report.failed(task, _describe(e), {})
         if not evaluators:
             return
@@ -326,6 +329,7 @@ class GroupRunner:
                                batch_size=self.options.batch_size, device=self.device,
                                workers=self.workers, progress=first.progress)
         except Exception as e:  # noqa: BLE001 - the shared loop broke: every task fails
+            stop_if_fatal(e)
             for task, _ in evaluators:
                 report.failed(task, _describe(e), {})
             return
@@ -333,6 +337,7 @@ class GroupRunner:
         for task, _ in evaluators:
             error = errors.get(task.key) if isinstance(errors, dict) else None
             if error is not None:
+                stop_if_fatal(error)
                 report.failed(task, _describe(error), _info(contexts[task.key]),
                               seconds / len(evaluators))
             else:
@@ -537,6 +542,17 @@ class Runner:
 def task_label(task: Task) -> str:
     """How a task is named in progress lines: kind / model / short key."""
     return " / ".join([task.kind, task.model or "-", task.short])
+
+
+#: File-system faults that would fail every later task too: the run stops at the first.
+FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def stop_if_fatal(error: BaseException) -> None:
+    """Re-raise a disk-full or read-only-file-system error instead of failing one task with it:
+    the run stops (its task in flight becomes ``interrupted``) and the CLI says what to do."""
+    if isinstance(error, OSError) and error.errno in FATAL_ERRNOS:
+        raise error
 
 
 def _describe(e: BaseException) -> str:

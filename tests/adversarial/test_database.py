@@ -296,3 +296,32 @@ def test_the_default_database_is_the_one_in_the_working_folder(tmp_path: Path) -
         outputs.append(check_case(Case(f"cwd-{name}", ["results"], exit=0), folder))
     assert "71.5" in outputs[0] and "99.25" not in outputs[0]
     assert "99.25" in outputs[1] and "71.5" not in outputs[1]
+
+
+def test_a_full_disk_while_a_task_writes_stops_the_run(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No space left while a task stores an artifact: the run stops there (exit 2, what to
+    do), the task in flight is `interrupted` (not `failed`), and the next run finishes it."""
+    from runner import db
+    from runner.store import MARKER, Store
+
+    real_write = Store._write_atomic
+
+    def full(self: Store, rel: str, data: bytes) -> None:
+        if rel == MARKER:  # the store's marker fits; the checkpoint does not
+            return real_write(self, rel, data)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.root / rel))
+
+    monkeypatch.setattr(Store, "_write_atomic", full)
+    case = Case("disk-full-artifact", ["run", "{study}"], study=TINY_STUDY)
+    result = invoke(case, tmp_path, prepare(case, tmp_path))
+    assert result.exit_code == 2, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "No space left on device" in last, result.stderr
+    assert "Traceback" not in result.output
+    engine = db.connect(f"sqlite:///{tmp_path / 'results.db'}", read_only=True)
+    _, rows = db.query(engine, "SELECT kind, status FROM tasks")
+    assert rows == [("train", "interrupted")], (rows, result.output)
+    monkeypatch.setattr(Store, "_write_atomic", real_write)
+    again = invoke(case, tmp_path, tmp_path / "study.yaml")
+    assert again.exit_code == 0 and "2 done, 0 failed" in again.output, again.output
