@@ -13,15 +13,8 @@ from pathlib import Path
 
 import torch
 
-from runner.data.boxes import clip_boxes
+from runner.data.boxes import Box, clip_boxes
 from runner.data.errors import DatasetError
-
-#: A bounding box: (xmin, ymin, xmax, ymax), 0-based pixel indices (column, row) of the image
-#: as decoded, both ends inclusive: the box covers columns xmin..xmax and rows ymin..ymax, i.e.
-#: ``image[:, ymin:ymax + 1, xmin:xmax + 1]``. PASCAL-VOC / ImageNet XML files count pixels from
-#: 1 (both ends inclusive), so the reader subtracts 1 from every coordinate and clips to the
-#: image (``runner.data.boxes``); the synthetic world writes its files the same way.
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)

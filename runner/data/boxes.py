@@ -18,12 +18,15 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from runner.data.fingerprint import BOX_SUFFIXES
 
-if TYPE_CHECKING:
-    from runner.data.base import Box
+#: A bounding box: (xmin, ymin, xmax, ymax), 0-based pixel indices (column, row) of the image
+#: as decoded, both ends inclusive: the box covers columns xmin..xmax and rows ymin..ymax, i.e.
+#: ``image[:, ymin:ymax + 1, xmin:xmax + 1]``. PASCAL-VOC / ImageNet XML files count pixels from
+#: 1 (both ends inclusive), so the reader subtracts 1 from every coordinate and clips to the
+#: image (below); the synthetic world writes its files the same way.
+Box = tuple[int, int, int, int]
 
 
 class BoxFileError(ValueError):
@@ -32,7 +35,7 @@ class BoxFileError(ValueError):
 
 #: An object in a box file: (name, box) with the box 0-based, inclusive and clipped to the image,
 #: or (name, None) for an object without a ``<bndbox>``. Objects clipped away are left out.
-VocObject = tuple[str, "Box | None"]
+VocObject = tuple[str, Box | None]
 
 
 def read_voc_objects(path: Path) -> list[VocObject]:
