@@ -143,11 +143,21 @@ class _Main(click.Group):
         except KeyboardInterrupt:  # Ctrl-C before a run started (a run handles its own)
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except BrokenPipeError:  # `vitstudy results | head`: the reader has what it wanted
+            _silence_stdout()
+            raise click.exceptions.Exit(0) from None
         except Exception as e:
             message = _fault_message(e, (ctx.obj or {}).get("db"))
             if message is None:
                 raise
             raise UserError(message) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit after a closed pipe is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _store(ctx: click.Context) -> Any:

@@ -111,3 +111,23 @@ def test_global_options_after_the_command_name(workdir: Path) -> None:
     assert "lowpass" in listed
     assert "2 cached" in _invoke("plan", str(study), "--artifacts", "elsewhere/store",
                                  "--db", url)
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    """`vitstudy sql ... | head -1`: the closed pipe ends the command quietly with exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    db_file = make_results_db(tmp_path)
+    many_rows = ("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                 "WHERE x < 200000) SELECT x FROM n")
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "--db", f"sqlite:///{db_file}",
+                             "sql", many_rows], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1],
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.stdout.readline().strip() == b"x"
+    proc.stdout.close()  # what `head -1` does once it has its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "error" not in stderr and "Traceback" not in stderr, stderr
