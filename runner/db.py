@@ -773,12 +773,6 @@ def artifact_paths(engine: Engine, key: str) -> dict[str, str]:
         return out
 
 
-def referenced_paths(engine: Engine) -> set[str]:
-    """Every artifact path any task row refers to (what ``gc`` keeps)."""
-    with read(engine) as conn:
-        return {p for (p,) in conn.execute(select(artifacts.c.path))}
-
-
 # ------------------------------------------------------------------- artifact bookkeeping
 
 
