@@ -19,7 +19,7 @@ def quickstart_vit():
 def vit_base():
     """timm's ``vit_base_patch16_224`` (ViT-B/16 at 224 px), random init."""
     from runner.models import build_untrained
-    from runner.spec import ModelSpec
+    from runner.schema import ModelSpec
 
     return build_untrained(ModelSpec(source="timm", name="vit_base_patch16_224",
                                      pretrained=False))

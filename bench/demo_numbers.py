@@ -102,7 +102,7 @@ def read_values(db: str, study: str = "quickstart") -> Values:
     from sqlalchemy.exc import SQLAlchemyError
 
     from runner import results
-    from runner.db import SchemaError
+    from runner.errors import SchemaError
 
     url = database_url(db)
     try:

@@ -30,7 +30,7 @@ KINDS = {"fgbg": {}, "lowpass": {"radii": [2, 4, 8, 16, 32, 64, 112]}, "cls_isol
 def synthetic_val():
     """The synthetic world's validation split (generated on first use), counting decodes."""
     from runner.data.synthetic import open_synthetic
-    from runner.spec import SyntheticDataset
+    from runner.schema import SyntheticDataset
 
     dataset = open_synthetic("shapes_val", SyntheticDataset(kind="synthetic", split="val"))
     dataset.decoded = 0
@@ -59,14 +59,19 @@ def count_block_work(model) -> dict[str, int]:
 
 
 def contexts(model, dataset, batch_size: int) -> list[TaskContext]:
+    """One task context per kind, with the executor's evaluation pass (``run_pass``)."""
+    from runner.execute.fused import pass_runner
     from runner.kinds import get_kind
 
-    return [
-        TaskContext(key=name, kind=name, params=get_kind(name).Params(**params), seed=0,
-                    sink=MemorySink(), batch_size=batch_size, model_name="quickstart vit",
-                    load_model=lambda: model, load_dataset=lambda: dataset, log=lambda _: None)
-        for name, params in KINDS.items()
-    ]
+    ctxs = []
+    for name, params in KINDS.items():
+        ctx = TaskContext(key=name, kind=name, params=get_kind(name).Params(**params), seed=0,
+                          sink=MemorySink(), batch_size=batch_size, model_name="quickstart vit",
+                          load_model=lambda: model, load_dataset=lambda: dataset,
+                          log=lambda _: None)
+        ctx.run_pass = pass_runner(ctx)
+        ctxs.append(ctx)
+    return ctxs
 
 
 def run_fused_pass(model, dataset, batch_size: int) -> tuple[float, list[TaskContext]]:

@@ -30,7 +30,7 @@ def smoke_study(folder: Path, limit: int) -> Path:
     import yaml
 
     from runner.data.synthetic import ensure_world
-    from runner.spec import SyntheticDataset
+    from runner.schema import SyntheticDataset
 
     world = ensure_world(SyntheticDataset(kind="synthetic", split="val"))
     study = yaml.safe_load((ROOT / "studies" / "paper.yaml").read_text())

@@ -24,6 +24,7 @@ def record_visualize(steps: int) -> list[tuple[float, int, int | None, float | N
     """Run the task; (time, items done, items total, ETA shown) at each update."""
     from runner.data import open_dataset
     from runner.execute.display import Eta
+    from runner.execute.fused import pass_runner
     from runner.kinds.base import Progress, TaskContext
     from runner.kinds.visualize import KIND
     from runner.models import build_untrained
@@ -45,6 +46,7 @@ def record_visualize(steps: int) -> list[tuple[float, int, int | None, float | N
                           sink=Store(Path(tmp)), load_model=lambda: model,
                           load_dataset=lambda: dataset, progress=Progress(update),
                           log=lambda _text: None)
+        ctx.run_pass = pass_runner(ctx)  # visualize's ranking pass runs through it
         eta.start()
         started = time.monotonic()
         KIND.run(ctx)

@@ -42,7 +42,7 @@ def bench_model(name: str, *, layers: list[int], features: int, steps: int, batc
     """Time (a) and (b) per layer on one model and print a table row per layer and in all."""
     import torch
 
-    from runner.kinds.visualize import FeatureJob, Recipe, chunks, optimize_features
+    from runner.kinds.visualize.run import FeatureJob, Recipe, chunks, optimize_features
 
     model = MODELS[name]().to(device).eval()
     recipe = Recipe(steps=steps, trace_every=steps)

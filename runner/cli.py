@@ -16,14 +16,17 @@ from typing import Any
 
 import click
 
+from runner.errors import DatabaseMissing, DatabaseUnusable, SchemaError, SpecError, UserError
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-class UserError(click.ClickException):
-    """An invalid study, model, dataset or argument: printed as one paragraph, exit 2."""
+class UsageProblem(click.ClickException):
+    """An invalid study, model, dataset or argument: printed as one paragraph, exit 2. Every
+    ``runner.errors.UserError`` a command lets through becomes one (``_Main.invoke``)."""
 
     exit_code = EXIT_INVALID
 
@@ -34,38 +37,35 @@ class UserError(click.ClickException):
 def _load(study_file: str, max_tasks: int | None = None) -> Any:
     """The validated study, or exit 2; a study of more than ``max_tasks`` tasks (default
     $VITSTUDY_MAX_TASKS, else 10,000) is refused before its sweeps are expanded."""
-    from runner.spec import MAX_TASKS, SpecError, load_study
+    from runner.spec import MAX_TASKS, load_study
 
     if max_tasks is None:
         env = os.environ.get("VITSTUDY_MAX_TASKS") or str(MAX_TASKS)
         if not env.strip().isdigit() or int(env) < 1:
-            raise UserError(f"VITSTUDY_MAX_TASKS={env!r} is not a positive whole number")
+            raise UsageProblem(f"VITSTUDY_MAX_TASKS={env!r} is not a positive whole number")
         max_tasks = int(env)
-    try:
-        return load_study(study_file, max_tasks=max_tasks)
-    except SpecError as e:
-        raise UserError(str(e)) from None
+    return load_study(study_file, max_tasks=max_tasks)
 
 
 def _plan(loaded: Any) -> Any:
+    """The study's plan; a user error the planner finds outside any one entry names the file."""
     from runner.plan import make_plan
-    from runner.spec import SpecError
 
     try:
         return make_plan(loaded)
-    except SpecError as e:
-        raise UserError(str(e)) from None
-    except ValueError as e:  # DatasetError, ModelError: identity of a missing file or folder
-        raise UserError(f"{loaded.path}: {e}") from None
+    except SpecError:
+        raise
+    except UserError as e:
+        raise UsageProblem(f"{loaded.path}: {e}") from None
 
 
 def _engine(ctx: click.Context, *, write: bool = False, create: bool = False,
             missing_ok: bool = False) -> Any:
     """The result database's engine: read-only unless ``write`` (only `run`, `sql --write` and
     `db upgrade` write). A missing database is created only with ``create`` (`run`); otherwise
-    it is a ``UserError`` naming the URL, or None with ``missing_ok`` (plan/why: all tasks new).
+    it is a ``UsageProblem`` naming the URL, or None with ``missing_ok`` (plan/why: all tasks new).
     """
-    from runner.db import DatabaseMissing, connect, database_url, hide_password, require_existing
+    from runner.db import connect, database_url, hide_password, require_existing
 
     url = database_url(ctx.obj["db"])
     try:
@@ -75,10 +75,10 @@ def _engine(ctx: click.Context, *, write: bool = False, create: bool = False,
     except DatabaseMissing as e:
         if missing_ok:
             return None
-        raise UserError(f"{e}. Commands that only read never create a database: check --db "
-                        "(or VITSTUDY_DB); `vitstudy run` creates one.") from None
-    except RuntimeError as e:  # SchemaError, no driver
-        raise UserError(f"{hide_password(url)}: {e}") from None
+        raise UsageProblem(f"{e}. Commands that only read never create a database: check --db "
+                           "(or VITSTUDY_DB); `vitstudy run` creates one.") from None
+    except (SchemaError, DatabaseUnusable) as e:  # a newer schema, no driver, a bad URL
+        raise UsageProblem(f"{hide_password(url)}: {e}") from None
 
 
 _URL_ADVICE = "Give a SQLAlchemy URL such as sqlite:///results.db or postgresql://user@host/name."
@@ -134,8 +134,9 @@ def _driver_message(error: Exception) -> str:
 
 
 class _Main(click.Group):
-    """The ``vitstudy`` group: a database or file-system fault in any command becomes one
-    paragraph on stderr and exit 2, not a traceback."""
+    """The ``vitstudy`` group: a user error (``runner.errors.UserError``), or a database or
+    file-system fault, in any command becomes one paragraph on stderr and exit 2, not a
+    traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -146,11 +147,13 @@ class _Main(click.Group):
         except BrokenPipeError:  # `vitstudy results | head`: the reader has what it wanted
             _silence_stdout()
             raise click.exceptions.Exit(0) from None
+        except UserError as e:  # a mistake the user can fix: its message, exit 2
+            raise UsageProblem(str(e)) from None
         except Exception as e:
             message = _fault_message(e, (ctx.obj or {}).get("db"))
             if message is None:
                 raise
-            raise UserError(message) from None
+            raise UsageProblem(message) from None
 
 
 def _silence_stdout() -> None:
@@ -388,7 +391,7 @@ def run(ctx: click.Context, study_file: str, device: str, batch_size: int, worke
                                       address=address, actors=actors,
                                       gpus_per_actor=gpus_per_actor)
             except RayExecutorError as e:
-                raise UserError(str(e)) from None
+                raise UsageProblem(str(e)) from None
         else:
             summary = execute(p, engine, store, options, make_display())
     except Interrupted as e:  # SIGINT (Ctrl-C) or SIGTERM: exit 130 or 143
@@ -405,13 +408,10 @@ def run(ctx: click.Context, study_file: str, device: str, batch_size: int, worke
 
 
 def _check_lease() -> None:
-    """Refuse an invalid ``VITSTUDY_LEASE_S`` before anything is written."""
+    """Refuse an invalid ``VITSTUDY_LEASE_S`` before anything is written (``SettingError``)."""
     from runner.db import lease_seconds
 
-    try:
-        lease_seconds()
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    lease_seconds()
 
 
 def _say_interrupted(stopped: Any) -> None:
@@ -425,14 +425,9 @@ def _say_interrupted(stopped: Any) -> None:
 
 def _run_store(ctx: click.Context) -> Any:
     """The store a run writes to, refused (before anything is written) when the folder holds
-    files vitstudy did not write."""
-    from runner.store import StoreError
-
+    files vitstudy did not write (``StoreError``)."""
     store = _store(ctx)
-    try:
-        store.claim_for(None)
-    except StoreError as e:
-        raise UserError(str(e)) from None
+    store.claim_for(None)
     return store
 
 
@@ -446,18 +441,16 @@ def _claim_store(store: Any, ctx: click.Context) -> None:
 def _check(p: Any, tasks: list[Any], device: str | None = None, *, here: bool = True) -> None:
     """Every check run makes before writing anything: the device (when given; with ``here``,
     that this machine has it), then models, weights, sites and datasets of ``tasks``."""
-    from runner.execute.provenance import DeviceError, check_device
+    from runner.errors import DeviceError
+    from runner.execute.provenance import check_device
     from runner.plan import check_tasks
-    from runner.spec import SpecError
 
-    try:
-        if device is not None:
+    if device is not None:
+        try:
             check_device(device, here=here)
-        check_tasks(p, tasks)
-    except DeviceError as e:
-        raise UserError(f"--device: {e}") from None
-    except SpecError as e:
-        raise UserError(str(e)) from None
+        except DeviceError as e:
+            raise UsageProblem(f"--device: {e}") from None
+    check_tasks(p, tasks)
 
 
 @main.command()
@@ -475,8 +468,8 @@ def report(ctx: click.Context, study_file: str, out: str | None) -> None:
 
 
 def _write_report(ctx: click.Context, p: Any, cache_status: Any, out: str | None = None) -> None:
+    from runner.present.paper import library_name
     from runner.report import build_report
-    from runner.report.paper import library_name
 
     engine = _engine(ctx)
     out_dir = Path(out or Path("reports") / p.study.name)
@@ -554,7 +547,7 @@ def sql(ctx: click.Context, query: str, fmt: str, allow_write: bool) -> None:
         if not allow_write and any(r in detail.lower() for r in refused):
             detail += (". `vitstudy sql` opens the database read-only: add --write to change "
                        "it (back it up first)")
-        raise UserError(f"SQL error: {detail}") from None
+        raise UsageProblem(f"SQL error: {detail}") from None
     _print_frame(pd.DataFrame(rows, columns=cols), fmt)
 
 
@@ -571,28 +564,24 @@ def gc(ctx: click.Context, dry_run: bool, yes: bool) -> None:
     On a terminal it asks first; elsewhere it needs --yes.
     """
     from runner.db import database_url, gc_lock
-    from runner.store import StoreError
 
     reader = _engine(ctx)
     store = _store(ctx)
-    try:
-        store.check_owner(_database_label(database_url(ctx.obj["db"])))
-        preview = store.gc(lambda: gc_lock(reader, exclusive=False), dry_run=True)
-        size = f"{preview.bytes_freed / 1e6:.1f} MB"
-        if dry_run or not preview.removed:
-            verb = "would remove" if dry_run else "nothing to remove:"
-            click.echo(f"{verb} {preview.removed} file(s), {size}; kept {preview.kept}")
-            return
-        if not yes and not _on_a_terminal():
-            raise UserError(f"gc would remove {preview.removed} file(s) ({size}) from "
-                            f"{store.root}; stdin is not a terminal, so pass --yes to remove "
-                            "them (--dry-run only counts them)")
-        if not yes:
-            click.confirm(f"remove {preview.removed} file(s) ({size}) from {store.root}?",
-                          abort=True)
-        rep = store.gc(lambda: gc_lock(_engine(ctx, write=True)))
-    except StoreError as e:
-        raise UserError(str(e)) from None
+    store.check_owner(_database_label(database_url(ctx.obj["db"])))
+    preview = store.gc(lambda: gc_lock(reader, exclusive=False), dry_run=True)
+    size = f"{preview.bytes_freed / 1e6:.1f} MB"
+    if dry_run or not preview.removed:
+        verb = "would remove" if dry_run else "nothing to remove:"
+        click.echo(f"{verb} {preview.removed} file(s), {size}; kept {preview.kept}")
+        return
+    if not yes and not _on_a_terminal():
+        raise UsageProblem(f"gc would remove {preview.removed} file(s) ({size}) from "
+                           f"{store.root}; stdin is not a terminal, so pass --yes to remove "
+                           "them (--dry-run only counts them)")
+    if not yes:
+        click.confirm(f"remove {preview.removed} file(s) ({size}) from {store.root}?",
+                      abort=True)
+    rep = store.gc(lambda: gc_lock(_engine(ctx, write=True)))
     click.echo(f"removed {rep.removed} file(s), {rep.bytes_freed / 1e6:.1f} MB; kept {rep.kept}")
 
 
@@ -641,7 +630,7 @@ def _database_label(url: str) -> str:
     try:
         return database_label(url)
     except ArgumentError as e:
-        raise UserError(f"--db {url!r} is not a database URL: {e}") from None
+        raise UsageProblem(f"--db {url!r} is not a database URL: {e}") from None
 
 
 @main.group("db")
@@ -654,16 +643,15 @@ def db_group() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Upgrade the database's schema to this vitstudy's version (back the database up first)."""
-    from sqlalchemy.engine import make_url
-
-    from runner.db import connect, database_url, upgrade
+    from runner.db import connect, database_url, hide_password
+    from runner.migrations import upgrade
 
     url = database_url(ctx.obj["db"])
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = hide_password(url)
     try:
         before, after = upgrade(connect(url, create=False))
-    except RuntimeError as e:  # SchemaError (newer schema), no driver
-        raise UserError(f"{shown}: {e}") from None
+    except (SchemaError, DatabaseUnusable) as e:  # a newer schema, no driver, a bad URL
+        raise UsageProblem(f"{shown}: {e}") from None
     if before == after:
         click.echo(f"{shown}: schema version {after}, up to date")
     elif before is None:
@@ -684,22 +672,19 @@ def sites(model_spec: str, study_file: str | None) -> None:
     (`vit_base_patch16_224`), or `source:name[@tag]` (`open_clip:ViT-B-32-quickgelu@openai`,
     `torchvision:resnet50`). No weights are downloaded: sites come from the architecture.
     """
-    from runner.models import ModelError, format_sites, inspect_model
+    from runner.models import format_sites, inspect_model
     from runner.models.refs import parse_model_ref
 
     base_dir = None
     if study_file:
         loaded = _load(study_file)
         if model_spec not in loaded.study.models:
-            raise UserError(f"{study_file}: no model named {model_spec!r}; known: "
-                            f"{', '.join(sorted(loaded.study.models))}")
+            raise UsageProblem(f"{study_file}: no model named {model_spec!r}; known: "
+                               f"{', '.join(sorted(loaded.study.models))}")
         spec, base_dir = loaded.study.models[model_spec], loaded.base_dir
-    try:
-        if not study_file:
-            spec = parse_model_ref(model_spec)
-        click.echo(format_sites(inspect_model(spec, base_dir=base_dir)))
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    if not study_file:
+        spec = parse_model_ref(model_spec)
+    click.echo(format_sites(inspect_model(spec, base_dir=base_dir)))  # ModelError: exit 2
 
 
 def _print_frame(df: Any, fmt: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,7 +40,15 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
+
+from runner.errors import (
+    DatabaseMissing,
+    DatabaseUnusable,
+    EmptyDatabase,
+    SchemaError,
+    SettingError,
+)
 
 #: The schema this code reads and writes; Alembic revision ``f"{SCHEMA_VERSION:04d}"``.
 SCHEMA_VERSION = 3
@@ -171,10 +180,6 @@ alembic_version = Table(
 )
 
 
-class SchemaError(RuntimeError):
-    """The database's schema is not the one this vitstudy reads and writes."""
-
-
 def revision_id(version: int) -> str:
     """The Alembic revision of a schema version: ``1 -> "0001"``."""
     return f"{version:04d}"
@@ -244,14 +249,6 @@ def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: 
     return sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY
 
 
-class DatabaseMissing(RuntimeError):
-    """A command that only reads was pointed at a database that does not exist."""
-
-
-class EmptyDatabase(DatabaseMissing):
-    """The database exists but holds no vitstudy tables: to a reader, as good as missing."""
-
-
 _engines: dict[tuple[int, str, bool], Engine] = {}
 _checked: set[tuple[int, str, bool]] = set()
 
@@ -284,11 +281,25 @@ def connect(url: str | None = None, *, create: bool = True, read_only: bool = Fa
     return engine
 
 
-def sqlite_file(url: str) -> str | None:
-    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+#: The password of a URL SQLAlchemy cannot parse, as well as it can be found: ``user:PW@``.
+_PASSWORD = re.compile(r"(://[^/@]*?:)[^/@]*@")
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed by SQLAlchemy; ``DatabaseUnusable`` where its parser raises a bare
+    ``ValueError`` (a port that is not a number): the user's URL is at fault, not the code."""
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
+    try:
+        return make_url(url)
+    except ValueError as e:
+        raise DatabaseUnusable(f"not a database URL ({e}). Give a SQLAlchemy URL such as "
+                               "sqlite:///results.db or postgresql://user@host/name.") from None
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return parsed.database
@@ -300,9 +311,7 @@ def absolute_url(url: str) -> str:
     path = sqlite_file(url)
     if path is None or path.startswith("file:"):
         return url
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=os.path.realpath(path)).render_as_string(
+    return parse_url(url).set(database=os.path.realpath(path)).render_as_string(
         hide_password=False)
 
 
@@ -319,14 +328,15 @@ def require_existing(url: str) -> None:
 
 
 def hide_password(url: str) -> str:
-    """``url`` as it may be shown: its password replaced by ``***`` (as given if unparsable)."""
+    """``url`` as it may be shown: its password replaced by ``***`` (in an unparsable URL,
+    whatever sits where a password would)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1***@", url)
 
 
 def _make_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -341,7 +351,7 @@ def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     try:
         return create_engine(url, pool_pre_ping=True, **args)
     except ModuleNotFoundError as e:
-        raise RuntimeError(
+        raise DatabaseUnusable(
             f"no driver for {url.split('://', 1)[0]} ({e.name} is not installed); for "
             "PostgreSQL: pip install 'vitstudy[postgres]' and use postgresql+psycopg://..."
         ) from None
@@ -351,12 +361,10 @@ def _read_only_sqlite_url(url: str) -> str:
     """The SQLite URL opening the same file through a read-only URI (``mode=ro``)."""
     from urllib.parse import quote
 
-    from sqlalchemy.engine import make_url
-
     path = sqlite_file(url)
     if path is None:  # in memory: nothing to protect
         return url
-    driver = make_url(url).drivername
+    driver = parse_url(url).drivername
     return f"{driver}:///file:{quote(os.path.abspath(path))}?mode=ro&uri=true"
 
 
@@ -374,13 +382,13 @@ def check_schema(engine: Engine, url: str | None = None) -> None:
 def init_schema(engine: Engine) -> None:
     """Create the schema in an empty database; refuse one whose schema is not this code's."""
     with write(engine) as conn:
-        _lock_schema(conn)
+        lock_schema(conn)
         version = schema_version(conn)
         if version is None:
             metadata.create_all(conn)
             _create_results_view(conn)
             alembic_version.create(conn, checkfirst=True)
-            _stamp(conn, SCHEMA_VERSION)
+            stamp(conn, SCHEMA_VERSION)
         else:
             check_schema_version(version)
 
@@ -416,25 +424,7 @@ def schema_version(conn: Connection) -> int | None:
     return None
 
 
-def upgrade(engine: Engine) -> tuple[int | None, int]:
-    """Bring the database's schema up to ``SCHEMA_VERSION`` with the Alembic migrations, in one
-    transaction; returns (version before, version after). Refuses a newer schema."""
-    from runner.migrations import run_migrations
-
-    with write(engine) as conn:
-        _lock_schema(conn)
-        before = schema_version(conn)
-        if before is not None and before > SCHEMA_VERSION:
-            check_schema_version(before)  # raises: a newer schema is never touched
-        if before is not None and not inspect(conn).has_table("alembic_version"):
-            alembic_version.create(conn)  # made before Alembic: record where it stands
-            _stamp(conn, before)
-        if before != SCHEMA_VERSION:
-            run_migrations(conn, revision_id(SCHEMA_VERSION))
-    return before, SCHEMA_VERSION
-
-
-def _stamp(conn: Connection, version: int) -> None:
+def stamp(conn: Connection, version: int) -> None:
     """Record ``version`` in Alembic's table and in ``meta`` (what users and old code read)."""
     conn.execute(delete(alembic_version))
     conn.execute(insert(alembic_version).values(version_num=revision_id(version)))
@@ -459,7 +449,7 @@ def _create_results_view(conn: Connection) -> None:
 _SCHEMA_LOCK = 0x76697473  # "vits"
 
 
-def _lock_schema(conn: Connection) -> None:
+def lock_schema(conn: Connection) -> None:
     """Serialize schema work between runners (SQLite: ``BEGIN IMMEDIATE`` already does)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
@@ -543,7 +533,7 @@ def run_alive(conn: Connection, run_id: int | None) -> bool:
 
 def lease_seconds() -> float:
     """How long a run's heartbeat stays valid: ``VITSTUDY_LEASE_S``, else 180 s. A runner beats
-    every sixth of it. Raises ``ValueError`` (naming the variable) for a value that is not a
+    every sixth of it. Raises ``SettingError`` (naming the variable) for a value that is not a
     positive, finite number of seconds."""
     raw = os.environ.get(LEASE_ENV, "").strip()
     if not raw:
@@ -553,7 +543,7 @@ def lease_seconds() -> float:
     except ValueError:
         value = float("nan")
     if not (0 < value < float("inf")):
-        raise ValueError(f"{LEASE_ENV}={raw!r}: expected a positive number of seconds (the "
+        raise SettingError(f"{LEASE_ENV}={raw!r}: expected a positive number of seconds (the "
                          "heartbeat lease after which a silent runner is presumed dead)")
     return value
 

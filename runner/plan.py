@@ -13,9 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.errors import DatasetError, ModelError, PlanError, SpecError
 from runner.kinds import get_kind
 from runner.kinds.base import KindParams
-from runner.spec import LoadedStudy, SpecError, dotted, expand_sweep
+from runner.schema import ImagenetDataset
+from runner.spec import LoadedStudy, dotted, expand_sweep
 
 
 def canonical_json(obj: Any) -> str:
@@ -95,7 +97,7 @@ class _Identities:
         if name is not None and name not in self.datasets:
             try:
                 self.datasets[name] = dataset_identity(self.loaded.study.datasets[name], name)
-            except ValueError as e:  # DatasetError: a folder that is not there
+            except DatasetError as e:  # a folder that is not there
                 raise self._error(("datasets", name), e) from None
         return None if name is None else self.datasets[name]
 
@@ -106,9 +108,8 @@ class _Identities:
             spec = self.loaded.study.models[name]
             try:
                 self.models[name] = model_identity(spec, base_dir=self.loaded.base_dir)
-            except ValueError as e:  # ModelError: a weights file that is not there
-                field = getattr(e, "field", None)
-                key = ("models", name) + ((field,) if field in spec.model_fields_set else ())
+            except ModelError as e:  # a weights file that is not there
+                key = ("models", name) + ((e.field,) if e.field in spec.model_fields_set else ())
                 raise self._error(key, e) from None
         return self.models[name]
 
@@ -269,9 +270,6 @@ def check_tasks(plan: Plan, tasks: list[Task]) -> None:
     hold labelled images (with boxes where a kind reads them), models build on the meta device
     with their weights at hand, and each kind accepts its params for its model (layers,
     features, CLS token). Raises ``SpecError`` pointing at the entry at fault."""
-    from runner.kinds.base import PlanError
-    from runner.models import ModelError
-
     _check_datasets(plan, tasks)
     infos = _inspect_models(plan, tasks)
     for t in tasks:
@@ -279,7 +277,7 @@ def check_tasks(plan: Plan, tasks: list[Task]) -> None:
             continue
         try:
             get_kind(t.kind).check(t.params, infos[t.model])
-        except (PlanError, ModelError) as e:
+        except PlanError as e:  # ModelError too: a site or feature the model lacks
             key = ("studies", t.entry) if t.entry is not None else ("models", t.model)
             raise _at(plan, key, f"{t.kind} on model {t.model!r}: {e}") from None
 
@@ -291,8 +289,7 @@ def _at(plan: Plan, key: tuple, message: str) -> SpecError:
 
 def _check_datasets(plan: Plan, tasks: list[Task]) -> None:
     """Every dataset a task reads can be opened as declared; box-reading kinds get boxes."""
-    from runner.data import DatasetError, check_dataset
-    from runner.spec import ImagenetDataset
+    from runner.data import check_dataset
 
     datasets = plan.study.study.datasets
     needed = {t.dataset for t in tasks if t.dataset}
@@ -315,7 +312,7 @@ def _check_datasets(plan: Plan, tasks: list[Task]) -> None:
 
 def _inspect_models(plan: Plan, tasks: list[Task]) -> dict[str, Any]:
     """Each used model's sites (built on the meta device) after checking its weights exist."""
-    from runner.models import ModelError, check_weights, inspect_model
+    from runner.models import check_weights, inspect_model
 
     loaded = plan.study
     infos: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""The study file: its schema (pydantic) and its loading, with errors that name file, line, key.
+"""Loading a study file, with errors that name file, line, key; its schema is ``runner.schema``.
 
 A study file declares datasets, models and study entries (a kind applied to some models on a
 dataset, with params and an optional ``sweep:`` grid). ``${VAR}`` anywhere in a string is
@@ -10,178 +10,20 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
-from runner.kinds.base import Seed
-from runner.kinds.train import TrainParams
+from runner.errors import ExpansionError, KindError, SpecError
+from runner.kinds import Kind, available_kinds, get_kind
+from runner.schema import Study, StudyEntry, TrainSpec
+from runner.schema import json_schema as _schema_json
 
-#: A path in a study file: never empty (an empty path would silently mean the current folder).
-PathStr = Annotated[str, Field(min_length=1)]
-
-
-class SpecModel(BaseModel):
-    """Base of every study-file object: unknown keys are errors, floats are finite."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-# ------------------------------------------------------------------------------ datasets
-
-
-class Subset(SpecModel):
-    """A deterministic subset of a dataset; part of the dataset's identity."""
-
-    per_class: int | None = Field(None, ge=1, description="keep at most this many per class")
-    limit: int | None = Field(None, ge=1, description="then keep at most this many in all")
-    seed: Seed = Field(0, description="seed of the random choice")
-
-
-class SyntheticDataset(SpecModel):
-    """The offline synthetic world: shapes over textured backgrounds, in ImageNet layout."""
-
-    kind: Literal["synthetic"]
-    split: Literal["train", "val"] = Field("train", description="which split of the world")
-    classes: int = Field(10, ge=2, le=10, description="number of shape classes")
-    train_per_class: int = Field(300, ge=1, description="images per class in the train split")
-    val_per_class: int = Field(60, ge=1, description="images per class in the val split")
-    size: int = Field(64, ge=16, le=2048, description="image side in pixels")
-    home_prob: float = Field(
-        0.7, ge=0.0, le=1.0,
-        description="probability that an image uses its class's home background family",
-    )
-    colour_prob: float = Field(
-        0.0, ge=0.0, le=1.0,
-        description="probability that a shape takes its class's home hue (else a random "
-        "colour far from the background): objects have typical colours, as on ImageNet",
-    )
-    seed: Seed = Field(0, description="world seed: same seed, same images")
-    corrupt: int = Field(0, ge=0, description="unreadable files planted per split (for tests)")
-    cache: PathStr | None = Field(None, description="where to generate it (default ~/.cache)")
-    subset: Subset | None = None
-
-
-class ImagenetDataset(SpecModel):
-    """A folder in ImageNet layout: class folders (WordNet ids) or flat + labels file."""
-
-    kind: Literal["imagenet"]
-    root: PathStr = Field(description="folder of class folders, or of images with `labels`")
-    boxes: PathStr | None = Field(None, description="folder of PASCAL-VOC XML box files")
-    labels: PathStr | None = Field(
-        None, description="file of '<image> <class>' lines (flat layout)")
-    classes: PathStr | None = Field(
-        None, description="file of class ids, one per line, in label order (default: timm's "
-        "ImageNet-1k order when the class folders are WordNet ids, else sorted folder names)"
-    )
-    subset: Subset | None = None
-
-
-DatasetSpec = Annotated[SyntheticDataset | ImagenetDataset, Field(discriminator="kind")]
-
-
-# -------------------------------------------------------------------------------- models
-
-
-class PreprocessOverride(SpecModel):
-    """Overrides of a model's own preprocessing config (users' checkpoints often need them)."""
-
-    mean: tuple[float, float, float] | None = None
-    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
-        None, description="per-channel std, each > 0 (inputs are divided by it)")
-    size: int | None = Field(None, ge=8)
-    crop_pct: float | None = Field(None, gt=0.0, le=1.0)
-    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = None
-
-
-class TrainSpec(TrainParams):
-    """Train the model inside the study; its checkpoint feeds every task using the model."""
-
-    dataset: str = Field(description="name of the training dataset in `datasets:`")
-
-
-class ZeroShotHead(SpecModel):
-    """For CLIP: a classifier built from class-name prompts (text tower), to measure accuracy."""
-
-    classnames: str = Field("imagenet", description="'imagenet' or a file, one name per line")
-    templates: Literal["openai", "simple"] = "openai"
-
-
-class ModelSpec(SpecModel):
-    """A model entry: where it comes from and how to load it."""
-
-    source: Literal["timm", "open_clip", "torchvision", "checkpoint"]
-    name: str | None = Field(None, description="the library's model name (timm, open_clip, "
-                             "torchvision)")
-    pretrained: bool | str = Field(
-        True, description="timm: true/false or a tag; open_clip: the pretrained tag "
-        "('openai'); torchvision: true or a weights enum name ('IMAGENET1K_V1')"
-    )
-    weights: PathStr | None = Field(None, description="a local weights file instead of a download")
-    arch: str | None = Field(None, description="checkpoint source: the timm architecture")
-    path: PathStr | None = Field(None, description="checkpoint source: the weights file")
-    num_classes: int | None = Field(None, ge=1)
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor overrides")
-    preprocess: PreprocessOverride | None = None
-    zero_shot: ZeroShotHead | None = None
-    train: TrainSpec | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_empty(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("must not be empty")
-        return v
-
-    @model_validator(mode="after")
-    def _source_fields(self) -> ModelSpec:
-        if self.source == "checkpoint":
-            if not self.arch or not self.path:
-                raise ValueError("a `checkpoint` model needs `arch` and `path`")
-        elif not self.name:
-            raise ValueError(f"a `{self.source}` model needs `name`")
-        return self
-
-
-# ------------------------------------------------------------------------------- studies
-
-
-class StudyEntry(SpecModel):
-    """One kind applied to some models on a dataset; ``sweep`` makes a grid of tasks."""
-
-    kind: str = Field(description="the study kind (`vitstudy kinds` lists them)")
-    models: list[str] = Field(default_factory=list, description="names from `models:`")
-    dataset: str | None = Field(None, description="a name from `datasets:`")
-    params: dict[str, Any] = Field(default_factory=dict, description="the kind's params")
-    sweep: dict[str, list[Any]] = Field(
-        default_factory=dict, description="param -> list of values; one task per combination"
-    )
-    seed: Seed = Field(0, description="seed of the task's randomness; part of the task key")
-
-
-#: Longest study name: it becomes a folder name under reports/ (file systems allow 255 bytes).
-MAX_NAME_LENGTH = 100
-
-
-class Study(SpecModel):
-    """A study file."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME_LENGTH,
-                      description="the study's name, safe as a file name (letters, digits, "
-                      "`_`, `.`, `-`; at most 100 characters); reports go to reports/<name>/")
-    description: str | None = None
-    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
-    models: dict[str, ModelSpec] = Field(default_factory=dict)
-    studies: list[StudyEntry] = Field(default_factory=list)
+__all__ = [
+    "MAX_TASKS", "MAX_YAML_NODES", "LoadedStudy", "dotted", "entry_task_count", "expand_sweep",
+    "expanded_size", "json_schema", "load_study",
+]
 
 
 class LoadedStudy:
@@ -199,15 +41,6 @@ class LoadedStudy:
 
     def line_of(self, *key: Any) -> int | None:
         return _nearest_line(self.lines, key)
-
-
-class SpecError(ValueError):
-    """An invalid study file: says where (file, line, key) and what was expected."""
-
-    def __init__(self, path: Path | str, line: int | None, key: str | None, message: str) -> None:
-        self.path, self.line, self.key, self.message = str(path), line, key, message
-        where = self.path + (f":{line}" if line else "")
-        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
 
 
 # -------------------------------------------------------------------------------- loading
@@ -240,6 +73,7 @@ def load_study(path: str | Path, max_tasks: int = MAX_TASKS) -> LoadedStudy:
     except ValidationError as e:
         raise _spec_error(path, lines, data, e) from None
     loaded = LoadedStudy(study, path.resolve(), lines)
+    _check_train(loaded)
     _check_task_count(loaded, max_tasks)
     _check_references(loaded)
     _resolve_dataset_paths(loaded)
@@ -316,11 +150,11 @@ def expanded_size(root: yaml.Node, limit: int) -> int:
             on_path.discard(key)
             sizes[key] = 1 + sum(sizes[id(c)] for c in _node_children(node))
             if sizes[key] > limit:
-                raise ExpansionError(node, f"expand the document past {limit:,} values (a "
-                                     "study file may hold at most that many)")
+                raise ExpansionError(f"expand the document past {limit:,} values (a study "
+                                     "file may hold at most that many)", _line(node))
         elif key in on_path:
-            raise ExpansionError(node, "refer to a node that contains them (the document "
-                                 "would never end)")
+            raise ExpansionError("refer to a node that contains them (the document would "
+                                 "never end)", _line(node))
         elif key not in sizes:
             on_path.add(key)
             stack.append((node, True))
@@ -328,12 +162,9 @@ def expanded_size(root: yaml.Node, limit: int) -> int:
     return sizes[id(root)]
 
 
-class ExpansionError(ValueError):
-    """A YAML document whose aliases expand too far (or forever)."""
-
-    def __init__(self, node: yaml.Node, what: str) -> None:
-        self.line = node.start_mark.line + 1
-        super().__init__(what)
+def _line(node: yaml.Node) -> int:
+    """The 1-based line a YAML node starts on."""
+    return node.start_mark.line + 1
 
 
 def _check_expansion(path: Path, node: yaml.Node, limit: int) -> None:
@@ -455,63 +286,96 @@ def _spec_error(path: Path, lines: dict, data: Any, e: ValidationError) -> SpecE
     return SpecError(path, _nearest_line(lines, key), dotted(key) or None, _describe(first) + more)
 
 
+def _check_train(loaded: LoadedStudy) -> None:
+    """Validate each model's ``train:`` block against the train kind's params, then store the
+    validated values (defaults included) in the params' order, then ``dataset``: the block's
+    part of the model's identity and of task keys."""
+    params_model = None
+    for name, model in loaded.study.models.items():
+        if model.train is None:
+            continue
+        at = ("models", name, "train")
+        params_model = params_model or _kind_at(loaded, "train", at).Params
+        try:
+            params = params_model.model_validate(model.train.model_extra or {})
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise _fail(loaded, at + tuple(err["loc"]), _describe(err)) from None
+        model.train = TrainSpec(**params.model_dump(), dataset=model.train.dataset)
+
+
+def _fail(loaded: LoadedStudy, key: tuple, message: str) -> SpecError:
+    """A ``SpecError`` at ``key`` of the loaded study file."""
+    return SpecError(loaded.path, loaded.line_of(*key), dotted(key), message)
+
+
+def _kind_at(loaded: LoadedStudy, name: str, key: tuple) -> Kind:
+    """The installed kind ``name``; a ``SpecError`` at ``key`` when it is not installed or its
+    package is broken."""
+    try:
+        return get_kind(name)
+    except KeyError:
+        raise _fail(loaded, key, f"study kind {name!r} is not installed") from None
+    except KindError as e:
+        raise _fail(loaded, key, str(e)) from None
+
+
 def _check_references(loaded: LoadedStudy) -> None:
     """Names used in entries exist; kinds exist; params and sweeps validate against the kind."""
-    from runner.kinds import KIND_MODULES, get_kind
-
-    study, path = loaded.study, loaded.path
-
-    def fail(key: tuple, message: str) -> SpecError:
-        return SpecError(path, loaded.line_of(*key), dotted(key), message)
-
+    study = loaded.study
     for name, model in study.models.items():
         if model.train is not None:
             for field_name in ("dataset", "val"):
-                ref = getattr(model.train, field_name)
+                ref = getattr(model.train, field_name, None)
                 if ref is not None and ref not in study.datasets:
-                    raise fail(("models", name, "train", field_name),
-                               f"unknown dataset {ref!r}; known: {_known(study.datasets)}")
+                    raise _fail(loaded, ("models", name, "train", field_name),
+                                f"unknown dataset {ref!r}; known: {_known(study.datasets)}")
+    known_kinds = [k for k in available_kinds() if k != "train"]
     for i, entry in enumerate(study.studies):
         at = ("studies", i)
-        if entry.kind not in KIND_MODULES or entry.kind == "train":
-            choices = ", ".join(k for k in KIND_MODULES if k != "train")
-            raise fail(at + ("kind",), f"unknown study kind {entry.kind!r}; known: {choices}")
-        try:
-            kind = get_kind(entry.kind)
-        except KeyError:
-            raise fail(at + ("kind",), f"study kind {entry.kind!r} is not installed") from None
+        if entry.kind not in known_kinds:
+            raise _fail(loaded, at + ("kind",), f"unknown study kind {entry.kind!r}; known: "
+                        f"{', '.join(known_kinds)}")
+        kind = _kind_at(loaded, entry.kind, at + ("kind",))
         if kind.needs_model and not entry.models:
-            raise fail(at + ("models",), f"kind {entry.kind!r} needs at least one model")
+            raise _fail(loaded, at + ("models",), f"kind {entry.kind!r} needs at least one model")
         for j, ref in enumerate(entry.models):
             if ref not in study.models:
-                raise fail(at + ("models", j), f"unknown model {ref!r}; known: "
-                           f"{_known(study.models)}")
+                raise _fail(loaded, at + ("models", j), f"unknown model {ref!r}; known: "
+                            f"{_known(study.models)}")
         if entry.dataset is not None and entry.dataset not in study.datasets:
-            raise fail(at + ("dataset",), f"unknown dataset {entry.dataset!r}; known: "
-                       f"{_known(study.datasets)}")
-        fields = kind.Params.model_fields
-        for param, values in entry.sweep.items():
-            if param not in fields:
-                raise fail(at + ("sweep", param), f"kind {entry.kind!r} has no param {param!r}; "
-                           f"its params: {', '.join(fields)}")
-            if not values:
-                raise fail(at + ("sweep", param), "a sweep needs at least one value")
-        for combo, where in expand_sweep(entry):
-            try:
-                params = kind.Params.model_validate(combo)
-            except ValidationError as e:
-                err = e.errors()[0]
-                loc = tuple(err["loc"])
-                top = loc[0] if loc else None
-                key = at + (("sweep", top) if top in where else ("params",) + loc)
-                raise fail(key, _describe(err)) from None
-            if entry.dataset is None and kind.requires_dataset(params):
-                raise fail(at, f"kind {entry.kind!r} with these params needs a `dataset:`")
-            for param in getattr(kind, "dataset_params", ()):
-                ref = getattr(params, param)
-                if ref is not None and ref not in study.datasets:
-                    raise fail(at + ("params", param), f"unknown dataset {ref!r}; known: "
-                               f"{_known(study.datasets)}")
+            raise _fail(loaded, at + ("dataset",), f"unknown dataset {entry.dataset!r}; known: "
+                        f"{_known(study.datasets)}")
+        _check_params(loaded, at, entry, kind)
+
+
+def _check_params(loaded: LoadedStudy, at: tuple, entry: StudyEntry, kind: Kind) -> None:
+    """An entry's sweep names the kind's params, and every combination validates; datasets
+    its params name exist."""
+    datasets = loaded.study.datasets
+    fields = kind.Params.model_fields
+    for param, values in entry.sweep.items():
+        if param not in fields:
+            raise _fail(loaded, at + ("sweep", param), f"kind {entry.kind!r} has no param "
+                        f"{param!r}; its params: {', '.join(fields)}")
+        if not values:
+            raise _fail(loaded, at + ("sweep", param), "a sweep needs at least one value")
+    for combo, where in expand_sweep(entry):
+        try:
+            params = kind.Params.model_validate(combo)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = tuple(err["loc"])
+            top = loc[0] if loc else None
+            key = at + (("sweep", top) if top in where else ("params",) + loc)
+            raise _fail(loaded, key, _describe(err)) from None
+        if entry.dataset is None and kind.requires_dataset(params):
+            raise _fail(loaded, at, f"kind {entry.kind!r} with these params needs a `dataset:`")
+        for param in getattr(kind, "dataset_params", ()):
+            ref = getattr(params, param)
+            if ref is not None and ref not in datasets:
+                raise _fail(loaded, at + ("params", param), f"unknown dataset {ref!r}; known: "
+                            f"{_known(datasets)}")
 
 
 def entry_task_count(entry: StudyEntry) -> int:
@@ -553,5 +417,6 @@ def _known(names: dict) -> str:
 
 
 def json_schema() -> dict[str, Any]:
-    """The study file's JSON Schema, for editors."""
-    return Study.model_json_schema()
+    """The study file's JSON Schema, for editors: ``runner.schema``'s, with the train kind's
+    params as the keys of a model's ``train:`` block."""
+    return _schema_json(get_kind("train").Params)

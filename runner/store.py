@@ -24,6 +24,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import StoreError
+
 DEFAULT_ROOT = "artifacts"
 #: The file that makes a folder a store, and the version of its format.
 MARKER = ".vitstudy-store"
@@ -36,11 +38,6 @@ _TEMP = ".tmp-"
 KeptPaths = Callable[[list[str]], set[str]]
 #: Opens the window in which ``gc`` decides and deletes: no new file may be recorded meanwhile.
 GcGuard = Callable[[], AbstractContextManager[KeptPaths]]
-
-
-class StoreError(RuntimeError):
-    """The folder is not a store this database may use or clean (no marker, another database,
-    foreign files)."""
 
 
 def store_root(root: str | Path | None = None) -> Path:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from runner.execute.fused import pass_runner
 from runner.kinds import get_kind
 from runner.kinds.base import TaskContext
 from runner.store import MemorySink
@@ -26,7 +27,7 @@ VIT_KWARGS = dict(img_size=32, patch_size=8, depth=3, embed_dim=32, num_heads=2,
 def tiny_vit(**overrides: Any) -> torch.nn.Module:
     """A random-init 3-block ViT on 32-px inputs (a 4 x 4 patch grid + CLS), 10 classes."""
     from runner.models import build_untrained
-    from runner.spec import ModelSpec
+    from runner.schema import ModelSpec
 
     spec = ModelSpec(source="timm", name="vit_tiny_patch16_224", pretrained=False,
                      kwargs={**VIT_KWARGS, **overrides})
@@ -36,7 +37,7 @@ def tiny_vit(**overrides: Any) -> torch.nn.Module:
 def synthetic_val(without_boxes: tuple[int, ...] = ()):
     """The 4 x 6-image synthetic validation split; the images in ``without_boxes`` lose them."""
     from runner.data.synthetic import open_synthetic
-    from runner.spec import SyntheticDataset
+    from runner.schema import SyntheticDataset
 
     dataset = open_synthetic("shapes_val", SyntheticDataset(**WORLD))
     dataset.samples = [replace(s, boxes=()) if i in without_boxes else s
@@ -47,10 +48,12 @@ def synthetic_val(without_boxes: tuple[int, ...] = ()):
 
 def context(kind: str, model, dataset, *, batch_size: int = 8, **params: Any) -> TaskContext:
     """A task context as the executor builds it, for kind ``kind`` with ``params``."""
-    return TaskContext(key=f"test-{kind}", kind=kind, params=get_kind(kind).Params(**params),
-                       seed=0, sink=MemorySink(), batch_size=batch_size, model_name="tiny",
-                       load_model=lambda: model, load_dataset=lambda: dataset,
-                       log=lambda _text: None)
+    ctx = TaskContext(key=f"test-{kind}", kind=kind, params=get_kind(kind).Params(**params),
+                      seed=0, sink=MemorySink(), batch_size=batch_size, model_name="tiny",
+                      load_model=lambda: model, load_dataset=lambda: dataset,
+                      log=lambda _text: None)
+    ctx.run_pass = pass_runner(ctx)
+    return ctx
 
 
 def metric(ctx: TaskContext, name: str, **dims: Any) -> float:

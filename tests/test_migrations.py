@@ -9,7 +9,7 @@ import multiprocessing as mp
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from runner import db
+from runner import db, migrations
 from runner.migrations import head_revision, run_migrations
 from tests.postgres import db_url, postgres_server, postgres_url  # noqa: F401 (fixtures)
 
@@ -49,7 +49,7 @@ def test_migrations_from_an_empty_database_build_the_schema_of_the_code(
     from alembic.migration import MigrationContext
 
     engine = db.connect(db_url, create=False)
-    assert db.upgrade(engine) == (None, db.SCHEMA_VERSION)
+    assert migrations.upgrade(engine) == (None, db.SCHEMA_VERSION)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
         assert "results" in inspect(conn).get_view_names()
@@ -67,7 +67,7 @@ def test_previous_version_is_refused_then_upgraded_keeping_its_rows(
     with create_engine(db_url).connect() as conn:  # refusing changed nothing
         assert "host" not in {c["name"] for c in inspect(conn).get_columns("tasks")}
 
-    assert db.upgrade(db.connect(db_url, create=False)) == (1, db.SCHEMA_VERSION)
+    assert migrations.upgrade(db.connect(db_url, create=False)) == (1, db.SCHEMA_VERSION)
     engine = db.connect(db_url)
     _, rows = db.query(engine, "SELECT model, variant, value FROM results ORDER BY value")
     assert rows == [("m", "bg", 30.0), ("m", "fg", 90.0)]
@@ -88,16 +88,16 @@ def test_previous_version_is_refused_then_upgraded_keeping_its_rows(
     db.finish_task(engine, "k2", metric_rows=[], artifact_rows=[], info={}, device="cpu")
     assert db.query(engine, "SELECT COUNT(*) FROM pending_artifacts")[1] == [(0,)]
     # upgrading a current database is a no-op
-    assert db.upgrade(engine) == (db.SCHEMA_VERSION, db.SCHEMA_VERSION)
+    assert migrations.upgrade(engine) == (db.SCHEMA_VERSION, db.SCHEMA_VERSION)
 
 
 def test_newer_revision_is_refused_and_left_untouched(db_url: str) -> None:  # noqa: F811
-    db.upgrade(db.connect(db_url, create=False))  # current schema, not yet checked by connect
+    migrations.upgrade(db.connect(db_url, create=False))  # current schema, not checked by connect
     newer = db.revision_id(db.SCHEMA_VERSION + 1)
     with create_engine(db_url).begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": newer})
     for attempt in (lambda: db.connect(db_url),
-                    lambda: db.upgrade(db.connect(db_url, create=False))):
+                    lambda: migrations.upgrade(db.connect(db_url, create=False))):
         with pytest.raises(db.SchemaError, match="newer than this vitstudy knows"):
             attempt()
     with create_engine(db_url).connect() as conn:

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.spec import SpecError, load_study
+from runner.errors import SpecError
+from runner.spec import load_study
 from tests.helpers import TINY_STUDY, write_study
 
 LOWPASS_ENTRY = "    params: {radii: [2, 8]}"

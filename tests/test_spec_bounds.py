@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.execute.provenance import DeviceError, check_device
-from runner.spec import (
-    MAX_YAML_NODES,
-    ExpansionError,
-    SpecError,
-    StudyEntry,
-    entry_task_count,
-    expanded_size,
-    load_study,
-)
+from runner.errors import DeviceError, ExpansionError, SpecError
+from runner.execute.provenance import check_device
+from runner.schema import StudyEntry
+from runner.spec import MAX_YAML_NODES, entry_task_count, expanded_size, load_study
 from tests.adversarial.test_study_files import BASE, SWEEP, alias_bomb
 from tests.helpers import write_study
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.store import MARKER, Store, StoreError, keep_only, sha_of_path
+from runner.errors import StoreError
+from runner.store import MARKER, Store, keep_only, sha_of_path
 
 DB = "sqlite:////data/results.db"
 

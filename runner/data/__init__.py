@@ -10,14 +10,13 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from runner.data.errors import DatasetError
-from runner.spec import ImagenetDataset, SyntheticDataset
+from runner.schema import ImagenetDataset, SyntheticDataset
 
 if TYPE_CHECKING:
     from runner.data.base import Batch, Box, ImageDataset, Sample
 
 __all__ = [
-    "Batch", "Box", "DatasetError", "ImageDataset", "Sample",
+    "Batch", "Box", "ImageDataset", "Sample",
     "check_dataset", "dataset_identity", "open_dataset",
 ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from runner.data.boxes import Box, clip_boxes
-from runner.data.errors import DatasetError
+from runner.errors import DatasetError
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.data.boxes import BoxFileError, BoxIndex, BoxTable, boxes_of_class
-from runner.data.errors import DatasetError
 from runner.data.fingerprint import BOX_SUFFIXES, IMAGE_SUFFIXES, tree_fingerprint, walk_tree
 from runner.data.subset import select_subset
-from runner.spec import ImagenetDataset, Subset
+from runner.errors import DatasetError
+from runner.schema import ImagenetDataset, Subset
 
 if TYPE_CHECKING:
     from runner.data.base import Box, ImageDataset

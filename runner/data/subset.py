@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from runner.spec import Subset
+from runner.schema import Subset
 
 
 def subset_identity(subset: Subset | None) -> dict[str, Any] | None:

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.data.cache import cache_root
-from runner.data.errors import DatasetError
-from runner.spec import SyntheticDataset
+from runner.errors import DatasetError
+from runner.schema import SyntheticDataset
 
 if TYPE_CHECKING:
     from runner.data.base import ImageDataset

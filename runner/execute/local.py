@@ -25,10 +25,13 @@ import traceback
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Engine
 
 from runner import db
 from runner.execute.display import Display
+from runner.execute.fused import pass_runner, run_fused
 from runner.execute.integrity import checked_path, corrupted_upstream, task_sink
 from runner.execute.provenance import (
     device_label,
@@ -41,6 +44,11 @@ from runner.kinds import get_kind
 from runner.kinds.base import ArtifactSink, Progress, TaskContext, TaskResult, Upstream, Work
 from runner.plan import Plan, Task, cache_status
 from runner.store import Store
+
+if TYPE_CHECKING:  # torch is imported when a model or dataset is first opened
+    from runner.data.base import ImageDataset
+    from runner.models.base import LoadedModel
+    from runner.schema import ModelSpec
 
 #: How often a waiting runner polls for an upstream task another runner holds.
 POLL_S = 1.0
@@ -79,13 +87,13 @@ class RunSummary:
         return 1 if self.failed or self.failed_elsewhere else 0
 
 
-def execute(plan: Plan, engine: Any, store: Store, options: RunOptions,
+def execute(plan: Plan, engine: Engine, store: Store, options: RunOptions,
             display: Display) -> RunSummary:
     """Run every task of ``plan`` that is not cached; return what happened."""
     return run_plan(plan, engine, store, options, display, Runner)
 
 
-def run_plan(plan: Plan, engine: Any, store: Store, options: RunOptions, display: Display,
+def run_plan(plan: Plan, engine: Engine, store: Store, options: RunOptions, display: Display,
              runner_type: type[Runner], **runner_args: Any) -> RunSummary:
     """What every executor does around its runner: skip cached tasks, record the run, keep its
     heartbeat, hand claims back on interrupt, close the display."""
@@ -128,7 +136,7 @@ def _interrupted(error: KeyboardInterrupt, summary: RunSummary) -> Interrupted:
 
 
 @contextlib.contextmanager
-def _heartbeat(engine: Any, run_id: int) -> Iterator[None]:
+def _heartbeat(engine: Engine, run_id: int) -> Iterator[None]:
     """Keep the run's heartbeat fresh (six beats per lease) so runners on other hosts see it
     alive."""
     stop = threading.Event()
@@ -148,12 +156,14 @@ def _heartbeat(engine: Any, run_id: int) -> Iterator[None]:
 
 
 def task_groups(todo: list[Task]) -> list[list[Task]]:
-    """The order of work: each train task alone first, then one group per (model, dataset)."""
+    """The order of work: each task that trains a model alone first (others wait for its
+    weights), then one group per (model, dataset)."""
+    trains = [t for t in todo if get_kind(t.kind).trains_model]
     groups: dict[tuple, list[Task]] = {}
     for task in todo:
-        if task.kind != "train":
+        if task not in trains:
             groups.setdefault((task.model, task.dataset), []).append(task)
-    return [[t] for t in todo if t.kind == "train"] + list(groups.values())
+    return [[t] for t in trains] + list(groups.values())
 
 
 def work_batches(todo: list[Task], size: int = CLAIM_BATCH) -> list[list[Task]]:
@@ -171,7 +181,7 @@ def work_batches(todo: list[Task], size: int = CLAIM_BATCH) -> list[list[Task]]:
 WAIT = "wait"
 
 
-def upstream_blocker(engine: Any, task: Task, claimed: Collection[str],
+def upstream_blocker(engine: Engine, task: Task, claimed: Collection[str],
                      running_here: Collection[str] = ()) -> str | None:
     """None when every upstream task of ``task`` is done; ``WAIT`` while one is running here,
     under another runner, or is to be taken over (``Runner.orphaned_upstream``: its runner
@@ -223,11 +233,11 @@ class GroupRunner:
         self.study = plan.study.study
         self.base_dir = plan.study.base_dir
         self.by_key = plan.by_key()
-        self._datasets: dict[str, Any] = {}
+        self._datasets: dict[str, ImageDataset] = {}
 
     def run_group(self, tasks: list[Task], report: Outcomes) -> None:
         """Run ``tasks`` (already claimed), loading their model once, fusing what can be."""
-        model_cache: dict[str, Any] = {}
+        model_cache: dict[str, LoadedModel] = {}
         try:
             fused = [t for t in tasks if get_kind(t.kind).fusable]
             if len(fused) > 1:
@@ -241,17 +251,18 @@ class GroupRunner:
             model_cache.clear()
             _free_device_memory(self.device)
 
-    def _context(self, task: Task, model_cache: dict[str, Any], report: Outcomes) -> TaskContext:
+    def _context(self, task: Task, model_cache: dict[str, LoadedModel],
+                 report: Outcomes) -> TaskContext:
         spec = self.study.models.get(task.model) if task.model else None
         upstream = {self.by_key[k].kind: self._upstream(k) for k in task.upstream}
         label = task_label(task)
 
-        def load_model() -> Any:
+        def load_model() -> LoadedModel:
             if "model" not in model_cache:
                 model_cache["model"] = self._load_model(task, spec, upstream)
             return model_cache["model"]
 
-        return TaskContext(
+        ctx = TaskContext(
             key=task.key, kind=task.kind, params=task.params, seed=task.seed,
             sink=self.sink_for(task),
             device=self.device, batch_size=self.options.batch_size, workers=self.workers,
@@ -262,16 +273,20 @@ class GroupRunner:
             open_dataset=self._dataset,
             log=lambda text: report.message(f"{label}: {text}"),
         )
+        ctx.run_pass = pass_runner(ctx)
+        return ctx
 
-    def _load_model(self, task: Task, spec: Any, upstream: dict[str, Upstream]) -> Any:
+    def _load_model(self, task: Task, spec: ModelSpec,
+                    upstream: dict[str, Upstream]) -> LoadedModel:
         from runner.models import build_untrained, load_model
 
-        if task.kind == "train":
+        if get_kind(task.kind).trains_model:
             return build_untrained(spec).to(self.device)
-        weights = upstream["train"].artifacts["checkpoint"] if "train" in upstream else None
+        trained = [u for u in upstream.values() if get_kind(u.kind).trains_model]
+        weights = trained[0].artifacts["checkpoint"] if trained else None
         return load_model(spec, weights=weights, device=self.device, base_dir=self.base_dir)
 
-    def _dataset(self, name: str) -> Any:
+    def _dataset(self, name: str) -> ImageDataset:
         from runner.data import open_dataset
 
         if name not in self._datasets:
@@ -289,7 +304,7 @@ class GroupRunner:
             files[role] = self._verified[relpath]
         return Upstream(key, kind, files)
 
-    def _run_one(self, task: Task, model_cache: dict[str, Any], report: Outcomes) -> None:
+    def _run_one(self, task: Task, model_cache: dict[str, LoadedModel], report: Outcomes) -> None:
         report.started(task_label(task))
         started = time.monotonic()
         try:
@@ -303,11 +318,9 @@ class GroupRunner:
             return
         report.succeeded(task, ctx.result, time.monotonic() - started)
 
-    def _run_fused(self, tasks: list[Task], model_cache: dict[str, Any],
+    def _run_fused(self, tasks: list[Task], model_cache: dict[str, LoadedModel],
                    report: Outcomes) -> None:
         """Evaluation kinds of one (model, dataset) in one pass over the data."""
-        from runner.execute.fused import run_fused
-
         report.started(f"fused pass: {', '.join(t.kind for t in tasks)} / {tasks[0].model}")
         started = time.monotonic()
         contexts: dict[str, TaskContext] = {}
@@ -349,7 +362,7 @@ class Runner:
     executes the groups here, in order (the local executor). Other executors override ``run``.
     """
 
-    def __init__(self, plan: Plan, engine: Any, store: Store, options: RunOptions,
+    def __init__(self, plan: Plan, engine: Engine, store: Store, options: RunOptions,
                  display: Display, device: str, run_id: int, summary: RunSummary) -> None:
         self.plan, self.engine, self.store, self.options = plan, engine, store, options
         self.display, self.device, self.run_id, self.summary = display, device, run_id, summary

@@ -9,6 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runner.errors import DeviceError
+
 PACKAGES = ("vitstudy", "torch", "torchvision", "timm", "open_clip_torch", "numpy", "pillow",
             "sqlalchemy", "pandas")
 
@@ -40,10 +42,6 @@ def git_state(folder: Path) -> tuple[str | None, bool]:
 def provenance(device: str) -> dict[str, Any]:
     sha, dirty = git_state(Path(__file__).resolve().parent)
     return {"git_sha": sha, "git_dirty": dirty, "versions": package_versions(), "device": device}
-
-
-class DeviceError(ValueError):
-    """A ``--device`` that names no device torch knows, or none this machine has."""
 
 
 _DEVICE = re.compile(r"(cpu|cuda|mps)(?::(\d+))?")

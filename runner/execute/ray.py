@@ -28,7 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Engine
+
 from runner import db
+from runner.errors import UserError
 from runner.execute.display import Display
 from runner.execute.local import (
     POLL_S,
@@ -51,7 +54,7 @@ from runner.store import Store
 PROGRESS_EVERY_S = 0.5
 
 
-class RayExecutorError(RuntimeError):
+class RayExecutorError(UserError, RuntimeError):
     """The cluster cannot run this study as asked (no Ray, no GPU, store not shared...)."""
 
 
@@ -66,7 +69,7 @@ class RaySettings:
     max_retries: int = 2  # runs of a task again after its worker died
 
 
-def execute_ray(plan: Plan, engine: Any, store: Store, options: RunOptions, display: Display,
+def execute_ray(plan: Plan, engine: Engine, store: Store, options: RunOptions, display: Display,
                 *, address: str | None = None, actors: int | None = None,
                 gpus_per_actor: float | None = None, cpus_per_actor: float = 1.0,
                 max_retries: int = 2) -> RunSummary:

@@ -1,42 +1,52 @@
-"""Study kinds, found by name. Kind modules import torch only inside functions, so that
-planning a study (which needs every kind's ``Params``) stays fast."""
+"""Study kinds, found by name through the ``vitstudy.kinds`` entry-point group.
+
+Every kind, built in or from another package, registers the same way: an entry point
+``<name> = "<package>:KIND"`` whose object is a ``Kind`` instance named ``<name>``. Loading a
+kind imports only its declaration and params (no torch), so that planning stays fast.
+"""
 
 from __future__ import annotations
 
-import importlib
+from importlib.metadata import EntryPoint, entry_points
 
-from runner.kinds.base import Kind, KindParams, PlanError, TaskContext
+from runner.errors import KindError
+from runner.kinds.base import Kind, KindParams, TaskContext
 
-#: kind name -> module holding exactly one ``Kind`` subclass named ``KIND``.
-KIND_MODULES: dict[str, str] = {
-    "train": "runner.kinds.train",
-    "fgbg": "runner.kinds.fgbg",
-    "lowpass": "runner.kinds.lowpass",
-    "cls_isolation": "runner.kinds.cls_isolation",
-    "topk": "runner.kinds.topk",
-    "visualize": "runner.kinds.visualize",
-    "spatial_drop": "runner.kinds.spatial_drop",
-}
+GROUP = "vitstudy.kinds"
 
 _cache: dict[str, Kind] = {}
 
 
+def _entry_points() -> dict[str, EntryPoint]:
+    """Name -> entry point of every installed kind (the first one wins on a duplicate name)."""
+    found: dict[str, EntryPoint] = {}
+    for point in entry_points(group=GROUP):
+        found.setdefault(point.name, point)
+    return found
+
+
 def available_kinds() -> list[str]:
-    """Names of kinds whose module is present in this install."""
-    names = []
-    for name, module in KIND_MODULES.items():
-        if importlib.util.find_spec(module) is not None:
-            names.append(name)
-    return names
+    """Names of the installed kinds, sorted."""
+    return sorted(_entry_points())
 
 
 def get_kind(name: str) -> Kind:
-    """The kind registered as ``name``; KeyError lists the known ones."""
+    """The kind registered as ``name``; KeyError when none is; ``KindError`` when the package
+    registering it cannot be imported or does not hold a ``Kind`` of that name."""
     if name not in _cache:
-        if name not in KIND_MODULES or importlib.util.find_spec(KIND_MODULES[name]) is None:
+        point = _entry_points().get(name)
+        if point is None:
             raise KeyError(name)
-        _cache[name] = importlib.import_module(KIND_MODULES[name]).KIND
+        try:
+            kind = point.load()
+        except Exception as error:  # noqa: BLE001 - a broken plugin is the user's to mend
+            raise KindError(f"study kind {name!r} is installed ({point.value}) but cannot be "
+                            f"imported: {type(error).__name__}: {error}") from error
+        if not isinstance(kind, Kind) or kind.name != name:
+            raise KindError(f"entry point {name!r} ({point.value}) of group {GROUP!r} must be "
+                            f"a Kind instance named {name!r}; it is {kind!r}")
+        _cache[name] = kind
     return _cache[name]
 
 
-__all__ = ["Kind", "KindParams", "PlanError", "TaskContext", "available_kinds", "get_kind"]
+__all__ = ["GROUP", "Kind", "KindParams", "TaskContext", "available_kinds", "get_kind"]

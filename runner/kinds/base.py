@@ -7,33 +7,38 @@ file layout or library-specific model internals: it reads ``ctx.model`` (a
 ``runner.models.LoadedModel``) and ``ctx.dataset`` (a ``runner.data.ImageDataset``) and reports
 through ``ctx.metric(...)`` and ``ctx.artifact(...)``; the executor stores what it reported.
 
-Evaluation kinds that can share one loop over a (model, dataset) pair (the fused pass) also
-implement ``evaluator(ctx)``; see ``runner/execute/fused.py``.
+A kind lives in a folder ``runner/kinds/<name>/`` (or in another package): ``params.py``
+(light: pydantic only, imported at plan time), the ``Kind`` declaration in ``__init__.py``,
+its run (heavy: torch) and its report section (``report.py``: ``SECTION``). The registry finds
+kinds through the ``vitstudy.kinds`` entry-point group. Evaluation kinds that can share one
+loop over a (model, dataset) pair (the fused pass) implement ``evaluator(ctx)`` instead of
+``run``; see ``runner/kinds/evaluation.py``.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from runner.schema import Seed  # noqa: F401 - kinds declare their seed params with it
 
 if TYPE_CHECKING:  # heavy imports stay out of the CLI's import path
 
     from runner.data.base import ImageDataset
+    from runner.kinds.fusion import Evaluator
+    from runner.kinds.reporting import ReportSection
     from runner.models.base import LoadedModel, ModelInfo
 
-
-#: Largest seed a study may give: seeds feed 64-bit generators (torch, numpy), and a larger one
-#: would abort the run that reaches it.
-SEED_MAX = 2**63 - 1
-
-#: A seed field: an integer in 0..2^63-1, refused when the study file is loaded.
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class KindParams(BaseModel):
@@ -41,10 +46,6 @@ class KindParams(BaseModel):
     float param is finite (a NaN or inf radius or weight would silently store nonsense)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class PlanError(ValueError):
-    """A study is invalid in a way only the kind can see (bad layer, feature out of range...)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,9 @@ class TaskContext:
     load_dataset: Callable[[], ImageDataset] | None = None
     #: opens another dataset of the study by name (for params listed in ``dataset_params``)
     open_dataset: Callable[[str], ImageDataset] | None = None
+    #: runs an evaluator's pass over ``dataset`` with ``model`` (the executor's fused loop with
+    #: this one evaluator); re-raises the evaluator's error
+    run_pass: Callable[[Evaluator], None] | None = None
     log: Callable[[str], None] = print
 
     @property
@@ -184,6 +188,12 @@ class TaskContext:
         if self.load_dataset is None:
             raise RuntimeError(f"kind {self.kind!r} asked for a dataset but its task has none")
         return self.load_dataset()
+
+    def evaluate(self, evaluator: Evaluator) -> None:
+        """Run ``evaluator`` over the task's dataset on its own, as the fused pass would."""
+        if self.run_pass is None:
+            raise RuntimeError(f"kind {self.kind!r}: this executor gave no evaluation pass")
+        self.run_pass(evaluator)
 
     def extra_dataset(self, param: str) -> ImageDataset:
         """The dataset a ``dataset_params`` param names (e.g. train's ``val``)."""
@@ -279,6 +289,10 @@ class Kind:
     #: True for kinds that read object boxes: their dataset must have them (`boxes:` for an
     #: ImageNet-layout folder); checked when the study is planned.
     needs_boxes: ClassVar[bool] = False
+    #: True for a kind that trains its model from scratch: the executor builds the model
+    #: untrained, and the task's ``checkpoint`` artifact becomes the weights of the tasks
+    #: downstream of it.
+    trains_model: ClassVar[bool] = False
 
     def requires_dataset(self, params: KindParams) -> bool:
         """Whether a task with these params needs the entry's ``dataset:`` (checked on load)."""
@@ -288,8 +302,32 @@ class Kind:
         """Plan-time validation against the model's sites; raise ``PlanError``."""
 
     def run(self, ctx: TaskContext) -> None:
-        raise NotImplementedError
+        """Run one task: a fusable kind runs its evaluator alone (the fused loop with one
+        evaluator); any other kind calls ``run(ctx)`` of its implementation."""
+        if self.fusable:
+            ctx.evaluate(self.evaluator(ctx))
+        else:
+            self.implementation().run(ctx)
 
-    def evaluator(self, ctx: TaskContext) -> Any:
-        """For fusable kinds: a ``runner.execute.fused.Evaluator`` for this task."""
-        raise NotImplementedError(f"kind {self.name!r} is not fusable")
+    def evaluator(self, ctx: TaskContext) -> Evaluator:
+        """For fusable kinds: this task's share of the fused pass, made by ``evaluator(ctx)``
+        of the kind's implementation."""
+        if not self.fusable:
+            raise NotImplementedError(f"kind {self.name!r} is not fusable")
+        return self.implementation().evaluator(ctx)
+
+    def implementation(self) -> ModuleType:
+        """The kind's heavy module (torch and the rest): ``run`` beside its declaration
+        (``runner.kinds.lowpass.run``), imported on first use so that planning stays light.
+        A kind declared in a single module overrides ``run`` or ``evaluator`` instead."""
+        return importlib.import_module(type(self).__module__ + ".run")
+
+    def report_section(self) -> ReportSection | None:
+        """The section this kind adds to a study's report: ``SECTION`` of the module
+        ``report`` beside the kind's declaration (``runner.kinds.lowpass.report``), if any."""
+        package = type(self).__module__
+        if not hasattr(sys.modules[package], "__path__"):  # a one-module kind has no section
+            return None
+        if importlib.util.find_spec(package + ".report") is None:
+            return None
+        return importlib.import_module(package + ".report").SECTION

@@ -12,6 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine, inspect
+
+from runner import db
+from runner.errors import DatabaseUnusable
+
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
@@ -24,7 +29,7 @@ def alembic_config(conn: Connection) -> Config:
     try:
         from alembic.config import Config
     except ModuleNotFoundError:
-        raise RuntimeError(
+        raise DatabaseUnusable(
             "upgrading a database needs Alembic: pip install alembic (or 'vitstudy[postgres]')"
         ) from None
     config = Config()
@@ -48,3 +53,19 @@ def head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(HERE))
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+def upgrade(engine: Engine) -> tuple[int | None, int]:
+    """Bring the database's schema up to ``db.SCHEMA_VERSION`` with the migrations, in one
+    transaction; returns (version before, version after). Refuses a newer schema."""
+    with db.write(engine) as conn:
+        db.lock_schema(conn)
+        before = db.schema_version(conn)
+        if before is not None and before > db.SCHEMA_VERSION:
+            db.check_schema_version(before)  # raises: a newer schema is never touched
+        if before is not None and not inspect(conn).has_table("alembic_version"):
+            db.alembic_version.create(conn)  # made before Alembic: record where it stands
+            db.stamp(conn, before)
+        if before != db.SCHEMA_VERSION:
+            run_migrations(conn, db.revision_id(db.SCHEMA_VERSION))
+    return before, db.SCHEMA_VERSION

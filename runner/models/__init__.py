@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner.models.errors import ModelError
 from runner.models.identity import file_sha256, model_identity
 from runner.models.sites import check_sites, format_sites, parse_site, site_name
 
@@ -44,7 +43,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "LoadedModel",
-    "ModelError",
     "ModelInfo",
     "Preprocess",
     "SiteInfo",

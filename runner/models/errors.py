@@ -1,36 +1,11 @@
-"""User errors of the model layer: unknown models, missing weights, unknown sites.
-
-``ModelError`` is a ``PlanError`` (hence a ``ValueError``): found while planning, it stops the
-study with exit status 2 and a one-paragraph message, before anything runs.
-"""
+"""The error for a model name a library does not know, with the names it does know that look
+most like it (``ModelError`` itself lives in ``runner.errors``)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
-from runner.kinds.base import PlanError
-
-
-class ModelError(PlanError):
-    """A model entry, weights file, site or feature index that cannot be used; ``field`` names
-    the entry's key at fault (``name``, ``pretrained``, ``kwargs``) when one is."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    """The candidates that look most like ``name`` (edit distance, then shared substrings)."""
-    pool = sorted(set(candidates))
-    lowered = {c.lower(): c for c in pool}
-    found = [lowered[m] for m in difflib.get_close_matches(name.lower(), lowered, n=n, cutoff=0.6)]
-    if len(found) < n:
-        stem = name.lower().split(".")[0]
-        shared = [c for c in pool if stem and stem in c.lower() and c not in found]
-        found += shared[: n - len(found)]
-    return found[:n]
+from runner.errors import ModelError, close_matches
 
 
 def unknown_model(source: str, name: str, candidates: Iterable[str], hint: str = "") -> ModelError:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.errors import ModelError
 from runner.models.base import (
     FeatureRead,
     LoadedModel,
@@ -28,7 +29,9 @@ from runner.models.base import (
     ViTParts,
     batch_rows,
 )
-from runner.models.errors import ModelError
+
+#: Turns a hooked module's output (or first input) into the site's canonical layout.
+SiteRead = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class SiteReader:
     """
 
     module: str  # dotted path inside the library module
-    read: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    read: SiteRead
     on_input: bool = False
     linear: str | None = None
 
@@ -274,7 +277,7 @@ class Block:
     path: str
     module: nn.Module
     mlp_act: str | None  # path of the feed-forward activation module
-    qkv: tuple[str, bool, Callable[[int], Callable]] | None  # (path, on_input, reader factory)
+    qkv: tuple[str, bool, Callable[[int], SiteRead]] | None  # (path, on_input, reader factory)
     mlp_linear: str | None = None  # the nn.Linear feeding ``mlp_act``, if it is one (checked)
 
 
@@ -291,6 +294,16 @@ def transformer_sites(
 
     Returns the site infos, the readers, and the probe's output (for the class count).
     """
+    seen, out = probe(net, x, _block_targets(blocks))
+    table = _SiteTable(net, (x.shape[-2], x.shape[-1]), max_prefix, known_grid)
+    for layer, b in enumerate(blocks):
+        _add_block_sites(table, layer, b, seen, sequence_first)
+    return table.infos, table.readers, out
+
+
+def _block_targets(blocks: Sequence[Block]) -> list[tuple[str, bool]]:
+    """What the probe hooks, as (path, on_input): each block's output, its feed-forward
+    activation and the linear feeding it (its input), and its fused q/k/v projection."""
     targets = []
     for b in blocks:
         targets.append((b.path, False))
@@ -300,50 +313,63 @@ def transformer_sites(
             targets.append((b.mlp_linear, True))
         if b.qkv:
             targets.append((b.qkv[0], b.qkv[1]))
-    seen, out = probe(net, x, targets)
-    image_hw = (x.shape[-2], x.shape[-1])
-    infos: dict[str, SiteInfo] = {}
-    readers: dict[str, SiteReader] = {}
+    return targets
 
-    def add(name: str, layer: int, what: str, reader: SiteReader, value: torch.Tensor) -> None:
-        t = reader.read(net.get_submodule(reader.module), value)
-        prefix, grid = split_tokens(t.shape[1], image_hw, max_prefix, known_grid)
-        infos[name] = SiteInfo(name=name, layer=layer, what=what, n_features=t.shape[-1],
-                               prefix_tokens=prefix, grid=grid, tokens=True)
-        readers[name] = reader
 
+@dataclass
+class _SiteTable:
+    """The sites found so far, each laid out (prefix tokens, patch grid) from a probe value."""
+
+    net: nn.Module
+    image_hw: tuple[int, int]
+    max_prefix: int
+    known_grid: tuple[int, int] | None
+    infos: dict[str, SiteInfo] = field(default_factory=dict)
+    readers: dict[str, SiteReader] = field(default_factory=dict)
+
+    def add(self, name: str, layer: int, what: str, reader: SiteReader,
+            value: torch.Tensor) -> None:
+        t = reader.read(self.net.get_submodule(reader.module), value)
+        prefix, grid = split_tokens(t.shape[1], self.image_hw, self.max_prefix, self.known_grid)
+        self.infos[name] = SiteInfo(name=name, layer=layer, what=what, n_features=t.shape[-1],
+                                    prefix_tokens=prefix, grid=grid, tokens=True)
+        self.readers[name] = reader
+
+
+def _add_block_sites(table: _SiteTable, layer: int, b: Block,
+                     seen: dict[tuple[str, bool], torch.Tensor], sequence_first: bool) -> None:
+    """Block ``layer``'s sites, in order mlp, q, k, v, out, read as the probe saw them."""
+    net = table.net
     three_d = seq_first if sequence_first else as_is
-    for layer, b in enumerate(blocks):
-        out_t = seen[(b.path, False)]
-        act_t = seen.get((b.mlp_act, False)) if b.mlp_act else None
-        n_tokens = None
-        if act_t is not None and act_t.ndim == 3:
-            n_tokens = act_t.shape[0 if sequence_first else 1]
-        if out_t.ndim == 4:
-            hw_last = out_t.shape[1] * out_t.shape[2]
-            out_read = nhwc_tokens if n_tokens in (None, hw_last) else nchw_tokens
-        else:
-            out_read = three_d
-        if act_t is not None and act_t.ndim in (3, 4):
-            act_read = three_d if act_t.ndim == 3 else nchw_tokens
-            linear = None
-            if b.mlp_linear and feeds_activation(
-                    net.get_submodule(b.mlp_linear), net.get_submodule(b.mlp_act),
-                    seen.get((b.mlp_linear, True)), act_t):
-                linear = b.mlp_linear
-            add(f"block{layer}.mlp", layer, "mlp",
-                SiteReader(b.mlp_act, act_read, linear=linear), act_t)
-        if b.qkv is not None and (b.qkv[0], b.qkv[1]) in seen:  # some call F.linear directly
-            path, on_input, make = b.qkv
-            value = seen[(path, on_input)]
-            q = make(0)(net.get_submodule(path), value)
-            ref = out_read(b.module, out_t)
-            if q.ndim == 3 and q.shape[:2] == ref.shape[:2]:  # not windowed: one row per token
-                for i, what in enumerate("qkv"):
-                    add(f"block{layer}.{what}", layer, what, SiteReader(path, make(i), on_input),
-                        value)
-        add(f"block{layer}.out", layer, "out", SiteReader(b.path, out_read), out_t)
-    return infos, readers, out
+    out_t = seen[(b.path, False)]
+    act_t = seen.get((b.mlp_act, False)) if b.mlp_act else None
+    n_tokens = None
+    if act_t is not None and act_t.ndim == 3:
+        n_tokens = act_t.shape[0 if sequence_first else 1]
+    if out_t.ndim == 4:
+        hw_last = out_t.shape[1] * out_t.shape[2]
+        out_read = nhwc_tokens if n_tokens in (None, hw_last) else nchw_tokens
+    else:
+        out_read = three_d
+    if act_t is not None and act_t.ndim in (3, 4):
+        act_read = three_d if act_t.ndim == 3 else nchw_tokens
+        linear = None
+        if b.mlp_linear and feeds_activation(
+                net.get_submodule(b.mlp_linear), net.get_submodule(b.mlp_act),
+                seen.get((b.mlp_linear, True)), act_t):
+            linear = b.mlp_linear
+        table.add(f"block{layer}.mlp", layer, "mlp",
+                  SiteReader(b.mlp_act, act_read, linear=linear), act_t)
+    if b.qkv is not None and (b.qkv[0], b.qkv[1]) in seen:  # some call F.linear directly
+        path, on_input, make = b.qkv
+        value = seen[(path, on_input)]
+        q = make(0)(net.get_submodule(path), value)
+        ref = out_read(b.module, out_t)
+        if q.ndim == 3 and q.shape[:2] == ref.shape[:2]:  # not windowed: one row per token
+            for i, what in enumerate("qkv"):
+                table.add(f"block{layer}.{what}", layer, what,
+                          SiteReader(path, make(i), on_input), value)
+    table.add(f"block{layer}.out", layer, "out", SiteReader(b.path, out_read), out_t)
 
 
 def feeds_activation(linear: nn.Module, act: nn.Module, linear_input: torch.Tensor | None,

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner.models.errors import ModelError
-from runner.spec import ModelSpec
+from runner.errors import ModelError
+from runner.schema import ModelSpec
 
 _HASH_CACHE_FILE = "file_sha256.json"
 _memory_hashes: dict[tuple[str, int, int], str] = {}

@@ -8,18 +8,16 @@ it with the inspected site table.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from torch import nn
 
+from runner.errors import ModelError
 from runner.models.base import LoadedModel, ModelInfo, ViTParts
-from runner.models.errors import ModelError
 from runner.models.hooked import (
     HookedModel,
     SiteReader,
@@ -29,25 +27,18 @@ from runner.models.hooked import (
     transformer_sites,
 )
 from runner.models.identity import file_sha256, model_identity, resolve_path
+from runner.models.sources import Init, source_of
 from runner.models.structure import Structure
 from runner.models.weights import load_weights
-from runner.spec import ModelSpec
+from runner.schema import ModelSpec
 
 log = logging.getLogger(__name__)
-
-_SOURCE_MODULES = {
-    "timm": "runner.models.timm_source",
-    "checkpoint": "runner.models.timm_source",
-    "open_clip": "runner.models.open_clip_source",
-    "torchvision": "runner.models.torchvision_source",
-}
-
 
 @dataclass(frozen=True)
 class _Inspected:
     info: ModelInfo
     readers: dict[str, SiteReader]
-    parts: Callable[..., ViTParts] | None
+    parts: Callable[[HookedModel], ViTParts] | None
 
 
 _inspected: dict[str, _Inspected] = {}
@@ -76,7 +67,7 @@ def load_model(
     ``weights`` (an upstream train task's checkpoint: the library module's ``state_dict``)
     wins over everything in the entry; a model with ``train:`` needs it.
     """
-    source = _source(spec)
+    source = source_of(spec)
     model_id = model_identity(spec, base_dir)
     if weights is not None:
         path = resolve_path(weights, base_dir)
@@ -102,13 +93,13 @@ def check_weights(spec: ModelSpec, base_dir: Path | None = None) -> None:
     if init == "file":
         _weights_file(spec, base_dir)
     elif init == "pretrained":
-        _source(spec).locate_pretrained(spec)
+        source_of(spec).locate_pretrained(spec)
 
 
 def build_untrained(spec: ModelSpec, base_dir: Path | None = None) -> LoadedModel:
     """A random-init model (fixed seed) in train mode, for a train task to optimize."""
     inspected = _inspect(spec, base_dir)
-    net, head = _source(spec).build(spec, "random", None, base_dir)
+    net, head = source_of(spec).build(spec, "random", None, base_dir)
     model = _wrap(net, head, inspected, model_identity(spec, base_dir))
     return model.train()
 
@@ -120,7 +111,7 @@ def _wrap(
                        head=head, parts=inspected.parts)
 
 
-def _init_of(spec: ModelSpec) -> str:
+def _init_of(spec: ModelSpec) -> Init:
     if spec.source == "checkpoint" or spec.weights:
         return "file"
     return "random" if spec.pretrained is False else "pretrained"
@@ -141,10 +132,6 @@ def _display_name(spec: ModelSpec) -> str:
     return f"{spec.arch or spec.name} ({spec.source})"
 
 
-def _source(spec: ModelSpec) -> ModuleType:
-    return importlib.import_module(_SOURCE_MODULES[spec.source])
-
-
 def _inspect(spec: ModelSpec, base_dir: Path | None, shapes_only: bool = False) -> _Inspected:
     key = spec.model_dump_json(exclude={"train"}) + "|" + str(base_dir)
     if shapes_only and key in _inspected:
@@ -156,7 +143,7 @@ def _inspect(spec: ModelSpec, base_dir: Path | None, shapes_only: bool = False) 
 
 
 def _inspect_uncached(spec: ModelSpec, base_dir: Path | None, shapes_only: bool) -> _Inspected:
-    source = _source(spec)
+    source = source_of(spec)
     try:
         net, _ = source.build(spec, "meta", None, base_dir)
         structure = source.structure(net, spec, base_dir)

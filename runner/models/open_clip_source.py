@@ -15,15 +15,17 @@ import os
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.errors import ModelError
 from runner.models.base import ViTParts
-from runner.models.errors import ModelError, unknown_model
-from runner.models.hooked import Block, in_proj_chunk
+from runner.models.errors import unknown_model
+from runner.models.hooked import Block, SiteRead, in_proj_chunk
 from runner.models.identity import cache_dir, model_identity, resolve_path
 from runner.models.preprocess import from_open_clip_config, with_overrides
 from runner.models.structure import Structure, seeded
@@ -32,7 +34,8 @@ from runner.models.weights import require_hub, require_url
 
 if TYPE_CHECKING:
     from runner.models.hooked import HookedModel
-    from runner.spec import ModelSpec, ZeroShotHead
+    from runner.models.sources import Init
+    from runner.schema import ModelSpec, ZeroShotHead
 
 _HUB_FILES = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
 
@@ -49,7 +52,7 @@ class ZeroShotClassifier(nn.Module):
         return self.logit_scale * F.normalize(image_embedding, dim=-1) @ self.weight
 
 
-def build(spec: ModelSpec, init: str, weights_file: Path | None,
+def build(spec: ModelSpec, init: Init, weights_file: Path | None,
           base_dir: Path | None = None) -> tuple[nn.Module, nn.Module | None]:
     """The image tower (and zero-shot head); ``init``: 'meta', 'random', 'pretrained', 'file'."""
     import open_clip
@@ -80,7 +83,8 @@ def build(spec: ModelSpec, init: str, weights_file: Path | None,
     return model.visual, head
 
 
-def _from_file(open_clip: Any, name: str, path: Path, common: dict) -> nn.Module:
+def _from_file(open_clip: ModuleType, name: str, path: Path, common: dict[str, Any]
+               ) -> nn.Module:
     """A CLIP model with a full checkpoint file (image and text towers) loaded strictly."""
     try:
         return open_clip.create_model(name, pretrained=str(path), **common)
@@ -230,7 +234,7 @@ def _preprocess_cfg(net: nn.Module, spec: ModelSpec) -> dict[str, Any]:
     return cfg
 
 
-def _in_proj_reader(transposed: bool, index: int) -> Any:
+def _in_proj_reader(transposed: bool, index: int) -> SiteRead:
     return partial(in_proj_chunk, index, transposed)
 
 

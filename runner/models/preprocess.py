@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from runner.models.base import Preprocess
 
 if TYPE_CHECKING:
-    from runner.spec import PreprocessOverride
+    from runner.schema import PreprocessOverride
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from runner.models.errors import ModelError
-from runner.spec import ModelSpec
+from runner.errors import ModelError
+from runner.schema import ModelSpec
 
 SOURCES = ("timm", "open_clip", "torchvision")
 

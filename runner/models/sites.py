@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from runner.models.errors import ModelError
+from runner.errors import ModelError
 
 if TYPE_CHECKING:
     from runner.models.base import ModelInfo

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from runner.models.base import Preprocess, ViTParts
-from runner.models.hooked import Block
+from runner.models.hooked import Block, HookedModel
 
 #: Seed of every random-init build, so a random-init model is the same model every time.
 INIT_SEED = 0
@@ -26,7 +26,7 @@ class Structure:
     known_grid: tuple[int, int] | None = None  # patch grid of a flat ViT
     sequence_first: bool = False  # blocks run (T, B, C)
     has_cls_token: bool = False
-    parts: Callable[..., ViTParts] | None = None  # ViTParts factory for plain ViTs
+    parts: Callable[[HookedModel], ViTParts] | None = None  # ViTParts factory for plain ViTs
     num_classes: int | None = None  # when the head is not part of the module (zero-shot CLIP)
     outputs: str = "logits"  # or "embedding" (CLIP image tower without a zero-shot head)
 

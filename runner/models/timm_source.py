@@ -11,26 +11,28 @@ from __future__ import annotations
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from runner.errors import ModelError, close_matches
 from runner.models.base import ViTParts
-from runner.models.errors import ModelError, close_matches, unknown_model
-from runner.models.hooked import Block, qkv_chunk
+from runner.models.errors import unknown_model
+from runner.models.hooked import Block, SiteRead, qkv_chunk
 from runner.models.preprocess import from_timm_config, with_overrides
 from runner.models.structure import Structure, seeded
-from runner.models.weights import load_weights, require_hub, require_url
+from runner.models.weights import Adapt, load_weights, require_hub, require_url
 
 if TYPE_CHECKING:
     from runner.models.hooked import HookedModel
-    from runner.spec import ModelSpec
+    from runner.models.sources import Init
+    from runner.schema import ModelSpec
 
 _HUB_FILES = ["model.safetensors", "pytorch_model.bin"]
 
 
-def build(spec: ModelSpec, init: str, weights_file: Path | None,
+def build(spec: ModelSpec, init: Init, weights_file: Path | None,
           base_dir: Path | None = None) -> tuple[nn.Module, None]:
     """The timm module; ``init``: 'meta' (shapes only), 'random', 'pretrained' or 'file'."""
     import timm
@@ -116,7 +118,7 @@ def _check_tag(spec: ModelSpec) -> None:
                      field="pretrained" if tag == spec.pretrained else "name")
 
 
-def _checkpoint_filter(net: nn.Module) -> Any:
+def _checkpoint_filter(net: nn.Module) -> Adapt | None:
     """The model family's converter for foreign checkpoint layouts, if timm has one."""
     fn = getattr(sys.modules.get(type(net).__module__), "checkpoint_filter_fn", None)
     return None if fn is None else (lambda state, model: fn(state, model))
@@ -170,7 +172,7 @@ def find_blocks(net: nn.Module) -> list[Block]:
     return blocks
 
 
-def _qkv_reader(index: int) -> Any:
+def _qkv_reader(index: int) -> SiteRead:
     return partial(qkv_chunk, index)
 
 

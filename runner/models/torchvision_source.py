@@ -14,16 +14,20 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from runner.models.errors import ModelError, unknown_model
+from runner.errors import ModelError
+from runner.models.errors import unknown_model
 from runner.models.preprocess import from_torchvision_transform, torchvision_default, with_overrides
 from runner.models.structure import Structure, seeded
 from runner.models.weights import load_weights, require_url
 
 if TYPE_CHECKING:
-    from runner.spec import ModelSpec
+    from torchvision.models import WeightsEnum
+
+    from runner.models.sources import Init
+    from runner.schema import ModelSpec
 
 
-def build(spec: ModelSpec, init: str, weights_file: Path | None,
+def build(spec: ModelSpec, init: Init, weights_file: Path | None,
           base_dir: Path | None = None) -> tuple[nn.Module, None]:
     """The torchvision module; ``init``: 'meta', 'random', 'pretrained' or 'file'."""
     import torchvision.models as tvm
@@ -51,7 +55,7 @@ def build(spec: ModelSpec, init: str, weights_file: Path | None,
     return net, None
 
 
-def weights_enum(spec: ModelSpec) -> object | None:
+def weights_enum(spec: ModelSpec) -> WeightsEnum | None:
     """The weights enum member a model entry asks for (None for random init)."""
     import torchvision.models as tvm
 
@@ -67,7 +71,7 @@ def weights_enum(spec: ModelSpec) -> object | None:
                          f"it has: {', '.join(w.name for w in enum)}.") from None
 
 
-def locate_pretrained(spec: ModelSpec) -> object | None:
+def locate_pretrained(spec: ModelSpec) -> WeightsEnum | None:
     """The weights enum member, after checking its file is cached or can be downloaded."""
     weights = weights_enum(spec)
     if weights is not None:

@@ -11,10 +11,19 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from runner.models.errors import ModelError
+from runner.errors import ModelError
+
+if TYPE_CHECKING:  # this module is imported at plan time: torch stays out
+    import torch
+    from torch import nn
+
+#: A module's parameters and buffers by name, as a weights file holds them.
+StateDict = dict[str, "torch.Tensor"]
+#: Converts a foreign checkpoint layout to the module's own (timm's ``checkpoint_filter_fn``).
+Adapt = Callable[[StateDict, "nn.Module"], StateDict]
 
 _reachable: dict[str, bool] = {}
 
@@ -95,7 +104,7 @@ def missing_weights(model: str, where: str, why: str) -> ModelError:
     )
 
 
-def read_state_dict(path: str | Path) -> dict[str, Any]:
+def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a weights file (.safetensors, or a torch pickle with or without a wrapper)."""
     path = Path(path)
     try:
@@ -121,10 +130,10 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
 
 
 def load_weights(
-    net: Any,
+    net: nn.Module,
     path: str | Path,
     model: str,
-    adapt: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None,
+    adapt: Adapt | None = None,
 ) -> None:
     """Load a local weights file into ``net`` strictly; ``adapt`` may convert foreign layouts."""
     state = read_state_dict(path)

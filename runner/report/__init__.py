@@ -2,8 +2,9 @@
 
 ``build_report(study, task_keys, engine, store_root, out_dir, *, model_names=None)`` (from
 ``runner.report.build``) writes ``index.html`` with CSV/Markdown tables and PNG figures and
-returns its path. It is imported on first use, so that importing ``runner.report.paper``
-(the CLI does) keeps matplotlib out.
+returns its path; each installed kind contributes its own section (``runner/kinds/<kind>/
+report.py``). It is imported on first use, so that importing ``runner.report`` keeps
+matplotlib out of the CLI's start.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from html import escape
 
 import pandas as pd
 
-from runner.report.tables import Table, cell_text, wide
+from runner.present.tables import Table, cell_text, wide
 
 _CSS = """
 :root { --ink:#1d2330; --muted:#6b7280; --line:#e5e7eb; --soft:#f6f7f9; --accent:#1f5fa8;

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner.data import DatasetError
 from runner.data.decode import read_rgb
 from runner.data.folder import FolderPaths, read_folder
+from runner.errors import DatasetError
 from tests.adversarial.harness import Case, check_case
 from tests.data.datafiles import voc_xml, write_image
 

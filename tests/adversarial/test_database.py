@@ -245,7 +245,7 @@ def test_report_on_a_full_disk_is_one_paragraph(tmp_path: Path,
 
 def test_reading_through_the_library_creates_no_database(tmp_path: Path) -> None:
     import runner.results as R
-    from runner.db import DatabaseMissing
+    from runner.errors import DatabaseMissing
 
     with pytest.raises(DatabaseMissing, match="no database at"):
         R.results(f"sqlite:///{tmp_path / 'typo.db'}")

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from runner.data import DatasetError, open_dataset
+from runner.data import open_dataset
 from runner.data.folder import imagenet1k_classes
 from runner.data.subset import select_subset
-from runner.spec import ImagenetDataset, Subset
+from runner.errors import DatasetError
+from runner.schema import ImagenetDataset, Subset
 from tests.data.datafiles import voc_xml, write_image
 
 TENCH, GOLDFISH, TOILET_TISSUE = "n01440764", "n01443537", "n15075141"

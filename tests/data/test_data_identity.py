@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.data import DatasetError, check_dataset, dataset_identity
+from runner.data import check_dataset, dataset_identity
 from runner.data import fingerprint as fp
-from runner.spec import ImagenetDataset, Subset, SyntheticDataset
+from runner.errors import DatasetError
+from runner.schema import ImagenetDataset, Subset, SyntheticDataset
 from tests.data.datafiles import voc_xml, write_image
 
 
@@ -156,7 +157,7 @@ def test_planning_does_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from runner.data import dataset_identity, check_dataset\n"
-        "from runner.spec import ImagenetDataset, SyntheticDataset\n"
+        "from runner.schema import ImagenetDataset, SyntheticDataset\n"
         f"spec = ImagenetDataset(kind='imagenet', root={str(base / 'train')!r})\n"
         "check_dataset('d', spec); dataset_identity(spec)\n"
         "s = SyntheticDataset(kind='synthetic'); check_dataset('s', s); dataset_identity(s)\n"

@@ -22,7 +22,7 @@ from runner.data.synthetic_render import (
     home_backgrounds,
     render_image,
 )
-from runner.spec import Subset, SyntheticDataset
+from runner.schema import Subset, SyntheticDataset
 
 TINY = {"classes": 3, "train_per_class": 4, "val_per_class": 2, "size": 32}
 
@@ -126,7 +126,7 @@ def test_world_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_concurrent_generation_yields_one_valid_world(tmp_path: Path) -> None:
     code = (
         "from runner.data.synthetic import ensure_world\n"
-        "from runner.spec import SyntheticDataset\n"
+        "from runner.schema import SyntheticDataset\n"
         f"print(ensure_world(SyntheticDataset(kind='synthetic', cache={str(tmp_path)!r}, "
         "classes=3, train_per_class=20, val_per_class=5, size=32)))\n"
     )

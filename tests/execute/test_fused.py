@@ -1,23 +1,25 @@
-"""The fused pass: fused results equal each task run alone, one decode per image, shared
-forwards, variants derived as defined, and one task's failure kept to that task."""
+"""The fused pass: fused results equal each task run alone, one decode per image, one forward
+per distinct variant, variants derived as they define, and one task's failure (its evaluator,
+its variant or its readout) kept to the tasks it concerns."""
 
+from dataclasses import dataclass
+
+import numpy as np
 import pytest
 import torch
 from eval_helpers import artifact, context, model_inputs, synthetic_val, tiny_vit
 
-from runner.execute.fused import (
-    LOGITS,
-    NATURAL,
-    AccuracyEvaluator,
-    Variant,
-    filtered,
-    masked,
-    run_alone,
-    run_fused,
-)
+import runner.kinds.lowpass.run as lowpass_run
+from runner.execute.fused import run_alone, run_fused
 from runner.kinds import get_kind
+from runner.kinds.evaluation import AccuracyEvaluator
+from runner.kinds.fgbg.run import Masked
+from runner.kinds.fusion import NATURAL, BatchInputs, Derived, Variant
+from runner.kinds.lowpass.run import Filtered
+from runner.models.readouts import LOGITS, TOKEN_LOGITS, IsolatedLogits
 from runner.ops.frequency import frequency_filter
 from runner.ops.masking import mask_region
+from runner.results.correctness import Correctness
 
 TASKS = {
     "fgbg": {"fill": "black"},
@@ -50,16 +52,18 @@ def artifacts_of(ctx):
 
 
 def assert_same_artifacts(a, b):
+    """Equal roles, and equal contents (bytes, arrays, or the arrays of an npz file: NaN
+    equal to NaN, as the `x` column of a `correct` file holds NaN for no x)."""
     assert a.keys() == b.keys()
     for role, value in a.items():
         if isinstance(value, dict):
             assert value.keys() == b[role].keys()
             for name in value:
-                assert (value[name] == b[role][name]).all(), (role, name)
+                np.testing.assert_array_equal(value[name], b[role][name], err_msg=role + name)
         elif isinstance(value, bytes):
             assert value == b[role], role
         else:
-            assert (value == b[role]).all(), role
+            np.testing.assert_array_equal(value, b[role], err_msg=role)
 
 
 def test_fused_results_equal_each_task_alone_and_decode_once():
@@ -85,7 +89,7 @@ def test_fused_results_equal_each_task_alone_and_decode_once():
 
 
 class Spy(AccuracyEvaluator):
-    """Asks for given variants' logits and keeps what it got."""
+    """Asks for given variants' readouts (the logits by default) and keeps what it got."""
 
     def __init__(self, key, variants, readouts=(LOGITS,)):
         ctx = context("fgbg", None, None)
@@ -105,16 +109,22 @@ class Spy(AccuracyEvaluator):
         self.finished = True
 
 
-def test_variants_are_derived_as_defined_and_forwards_are_shared(monkeypatch):
-    model, dataset = tiny_vit(), synthetic_val(without_boxes=WITHOUT_BOXES)
-    seen = []  # every model input the pass embeds
+def forwards(monkeypatch, model) -> list[torch.Tensor]:
+    """Every model input the pass embeds (one per forward), recorded as it happens."""
+    seen = []
     parts = type(model.vit)
     embed = parts.embed
     monkeypatch.setattr(parts, "embed", lambda self, x: seen.append(x.clone()) or embed(self, x))
-    lowpass, past_corner = filtered("lowpass", 3), filtered("lowpass", 1000)
-    fg, bg = masked("fg", "black"), masked("bg", "mean")
+    return seen
+
+
+def test_variants_are_derived_as_defined_and_forwards_are_shared(monkeypatch):
+    model, dataset = tiny_vit(), synthetic_val(without_boxes=WITHOUT_BOXES)
+    seen = forwards(monkeypatch, model)
+    lowpass, past_corner = Filtered("lowpass", 3.0), Filtered("lowpass", 1000.0)
+    fg, bg = Masked("fg", "black"), Masked("bg", "mean")
     a = Spy("a", [NATURAL, fg, lowpass])
-    b = Spy("b", [NATURAL, bg, past_corner, lowpass])
+    b = Spy("b", [NATURAL, bg, past_corner, lowpass, Masked("fg", "black")])
     assert run_fused([a, b], model, dataset, batch_size=len(dataset)) == {"a": None, "b": None}
 
     # one forward per distinct input: natural (= the low-pass past the corner), fg, bg, low-pass
@@ -135,9 +145,61 @@ def test_variants_are_derived_as_defined_and_forwards_are_shared(monkeypatch):
     assert got_a[NATURAL][0][LOGITS] is got_b[NATURAL][0][LOGITS]  # shared, not recomputed
     assert got_b[past_corner][0][LOGITS] is got_b[NATURAL][0][LOGITS]
     assert got_a[lowpass][0][LOGITS] is got_b[lowpass][0][LOGITS]
+    assert got_a[fg][0][LOGITS] is got_b[fg][0][LOGITS]  # equal variants of two tasks: one
     assert got_a[fg][2].tolist() == boxed and torch.equal(got_a[fg][1], labels[boxed])
+    assert got_b[bg][2].tolist() == boxed
     assert got_a[NATURAL][2].tolist() == list(range(len(dataset)))
     assert a.finished and b.finished
+
+
+def test_a_filters_transfer_function_is_built_once_per_pass(monkeypatch):
+    model, dataset = tiny_vit(), synthetic_val()
+    built = []
+    filter_mask = lowpass_run.filter_mask
+    monkeypatch.setattr(lowpass_run, "filter_mask",
+                        lambda *args: built.append(args[:2]) or filter_mask(*args))
+    spy = Spy("a", [Filtered("lowpass", 3.0), Filtered("highpass", 3.0)])
+    assert run_fused([spy], model, dataset, batch_size=8) == {"a": None}
+    assert len(spy.got) == 2 * 3  # two variants, three batches ...
+    assert sorted(built) == [("highpass", 3.0), ("lowpass", 3.0)]  # ... one mask each
+
+
+@dataclass(frozen=True)
+class Inverted(Variant):
+    """A variant no part of the pass knows by name: one minus the natural input."""
+
+    name: str = "inverted"
+
+    def derive(self, inputs: BatchInputs) -> Derived:
+        return Derived(None, 1 - inputs.natural())
+
+
+@dataclass(frozen=True)
+class Underivable(Variant):
+    """A variant whose derivation fails."""
+
+    name: str = "underivable"
+
+    def derive(self, inputs: BatchInputs) -> Derived:
+        raise RuntimeError("cannot derive")
+
+
+def test_any_variant_is_derived_and_a_failing_one_fails_only_its_tasks(monkeypatch):
+    model, dataset = tiny_vit(), synthetic_val()
+    seen = forwards(monkeypatch, model)
+    a = Spy("a", [NATURAL, Inverted()])
+    b = Spy("b", [Inverted(), Underivable()])
+    c = Spy("c", [Underivable()])
+    errors = run_fused([a, b, c], model, dataset, batch_size=len(dataset))
+    assert errors["a"] is None and a.finished
+    assert str(errors["b"]) == str(errors["c"]) == "cannot derive"
+    assert not b.finished and not c.finished
+    assert len(seen) == 2  # natural and inverted, each once
+    natural, _ = model_inputs(model, dataset)
+    assert torch.equal(seen[1], 1 - natural)
+    with torch.no_grad():
+        assert torch.equal(dict((v, r) for v, r, _, _ in a.got)[Inverted()][LOGITS],
+                           model(1 - natural))
 
 
 class Broken(Spy):
@@ -151,10 +213,16 @@ def test_a_failing_task_fails_alone():
     good = get_kind("lowpass").evaluator(ctx)
     broken = Broken("broken", [NATURAL])
     asks_nonsense = Spy("nonsense", [NATURAL], readouts=[LOGITS, "attention_rollout"])
-    errors = run_fused([broken, good, asks_nonsense], model, dataset, batch_size=8)
+    too_deep = Spy("too_deep", [NATURAL], readouts=[LOGITS, IsolatedLogits(99)])
+    shallow = Spy("shallow", [NATURAL], readouts=[LOGITS, IsolatedLogits(1)])
+    errors = run_fused([broken, good, asks_nonsense, too_deep, shallow], model, dataset,
+                       batch_size=8)
     assert str(errors["broken"]) == "boom"
     assert "unknown readout 'attention_rollout'" in str(errors["nonsense"])
-    assert errors[ctx.key] is None and not broken.finished and not asks_nonsense.finished
+    assert "past the model's depth" in str(errors["too_deep"])
+    assert errors[ctx.key] is None and errors["shallow"] is None and shallow.finished
+    assert not broken.finished and not asks_nonsense.finished and not too_deep.finished
+    assert all(readouts.keys() == {LOGITS, IsolatedLogits(1)} for _, readouts, _, _ in shallow.got)
 
     alone = context("lowpass", model, dataset, radii=[4])
     get_kind("lowpass").run(alone)
@@ -173,7 +241,8 @@ def test_unreadable_images_are_skipped_and_counted():
     assert ctx.result.info == {"skipped": len(unreadable)}
     n = [m.value for m in ctx.result.metrics if m.name == "n_images"]
     assert n == [len(dataset) - len(unreadable)]
-    assert not unreadable & set(artifact(ctx, "correct")["index"].tolist())
+    index = Correctness.from_arrays(artifact(ctx, "correct")).index
+    assert len(index) == n[0] and not unreadable & set(index.tolist())
     assert (ctx.progress.done, ctx.progress.total) == (len(dataset), len(dataset))
 
 
@@ -205,7 +274,7 @@ def test_token_readouts_need_a_vit():
 
     model, dataset = tiny_vit(), synthetic_val()
     logits_only = Spy("logits", [NATURAL])
-    patches = Spy("patches", [NATURAL], readouts=["token_logits"])
+    patches = Spy("patches", [NATURAL], readouts=[TOKEN_LOGITS])
     errors = run_fused([logits_only, patches], NoTokens(model), dataset, batch_size=12)
     assert errors["logits"] is None and "ViTParts" in str(errors["patches"])
     first_batch = model_inputs(model, dataset)[0][:12]
@@ -213,10 +282,17 @@ def test_token_readouts_need_a_vit():
         assert torch.equal(logits_only.got[0][1][LOGITS], model(first_batch))
 
 
-def test_variant_specs_are_validated():
-    assert masked("fg") == Variant("fg", fill="black") and masked("fg").needs_boxes
-    assert filtered("lowpass", 4) == Variant("lowpass", x=4.0)
-    for bad in (dict(name="fg"), dict(name="fg", fill="grey"), dict(name="lowpass"),
-                dict(name="lowpass", x=-1.0), dict(name="natural", x=1.0), dict(name="blur")):
+def test_variants_are_values():
+    """Equal variants are equal and hash alike (so two tasks share them); masked variants are
+    validated; the stages order natural < native-resolution < derived from the natural."""
+    assert Masked("fg") == Masked("fg", "black") and hash(Masked("fg")) == hash(Masked("fg"))
+    assert Masked("fg") != Masked("fg", "mean") and Masked("fg") != Masked("bg")
+    assert Filtered("lowpass", 4.0) == Filtered("lowpass", 4)
+    for bad in (dict(name="fg", fill="grey"), dict(name="lowpass"), dict(name="natural")):
         with pytest.raises(ValueError):
-            Variant(**bad)
+            Masked(**bad)
+    assert NATURAL.stage < Masked("fg").stage < Filtered("lowpass", 4.0).stage
+    preprocess = tiny_vit().preprocess  # 32 px: the spectrum's corner is at 22.6
+    assert Filtered("lowpass", 23.0).canonical(preprocess) is NATURAL
+    assert Filtered("lowpass", 22.0).canonical(preprocess) == Filtered("lowpass", 22.0)
+    assert Filtered("highpass", 1000.0).canonical(preprocess) == Filtered("highpass", 1000.0)

@@ -7,10 +7,17 @@ import pytest
 import torch
 from eval_helpers import accuracy, artifact, context, metric, model_inputs, synthetic_val, tiny_vit
 
-from runner.execute.fused import LOGITS, MEAN_TOKEN_LOGITS, TOKEN_LOGITS, compute_readouts, isolated
-from runner.kinds import PlanError
+from runner.errors import PlanError
 from runner.kinds.cls_isolation import KIND
-from runner.ops.tokens import isolated_logits, split_prefix
+from runner.models.readouts import (
+    LOGITS,
+    MEAN_TOKEN_LOGITS,
+    TOKEN_LOGITS,
+    IsolatedLogits,
+    compute_readouts,
+)
+from runner.models.tokens import isolated_logits, split_prefix
+from runner.results.correctness import Correctness
 
 DEPTH = 3
 
@@ -47,23 +54,24 @@ def test_isolation_at_layer_zero_is_the_model_exactly(inputs):
     with torch.no_grad():
         own = model(inputs)
         assert torch.equal(isolated_logits(vit, vit.embed(inputs), [0])[0], own)
-        values, failures = compute_readouts(model, inputs, [LOGITS, isolated(0), isolated(1)])
+        values, failures = compute_readouts(
+            model, inputs, [LOGITS, IsolatedLogits(0), IsolatedLogits(1)])
     assert not failures
-    assert torch.equal(values[isolated(0)], own) and torch.equal(values[LOGITS], own)
+    assert torch.equal(values[IsolatedLogits(0)], own) and torch.equal(values[LOGITS], own)
 
 
 def test_isolation_matches_timm_by_hand_at_every_layer(inputs):
     model = tiny_vit()
     with torch.no_grad():
-        values, _ = compute_readouts(model, inputs, [isolated(n) for n in range(DEPTH + 1)])
+        values, _ = compute_readouts(model, inputs, [IsolatedLogits(n) for n in range(DEPTH + 1)])
         for layer in range(DEPTH + 1):
-            assert torch.allclose(values[isolated(layer)], by_hand(model, inputs, layer),
+            assert torch.allclose(values[IsolatedLogits(layer)], by_hand(model, inputs, layer),
                                   atol=1e-5)
     # L = depth: CLS never sees the image, so every image gets the same logits ...
-    last = values[isolated(DEPTH)]
+    last = values[IsolatedLogits(DEPTH)]
     assert (last - last[0]).abs().max() < 1e-6
     # ... which an earlier insertion does not
-    assert (values[isolated(1)] - values[isolated(1)][0]).abs().max() > 1e-4
+    assert (values[IsolatedLogits(1)] - values[IsolatedLogits(1)][0]).abs().max() > 1e-4
 
 
 def test_patch_heads_and_the_mean_token(inputs):
@@ -110,9 +118,20 @@ def test_cls_isolation_kind_reports_table_1_and_figure_6():
     assert maps.shape == (2, 4, 4) and maps.dtype == np.float32
     assert maps[0, 1, 2] == pytest.approx(metric(ctx, "top1", variant="patch", position=6))
     assert artifact(ctx, "patch_heatmap")[:8] == b"\x89PNG\r\n\x1a\n"
-    correct = artifact(ctx, "correct")
-    assert correct["patch_top1"].shape == (len(dataset), 16)
-    assert {"natural_top5", "isolated_3_top1", "patch_mean_token_top5"} <= set(correct)
+    correct = Correctness.from_arrays(artifact(ctx, "correct"))
+    assert correct.index.tolist() == list(range(len(dataset)))
+    assert {(key.variant, key.k, key.x) for key in correct.hits} == {
+        (variant, k, x) for k in (1, 5)
+        for variant, x in [("natural", None), ("patch", None), ("patch_mean_token", None),
+                           *(("isolated", float(layer)) for layer in range(DEPTH + 1))]}
+    patch1 = correct.hits[correct.find("patch", 1)]
+    assert patch1.shape == (len(dataset), 16)
+    assert 100 * patch1[:, 6].mean() == metric(ctx, "top1", variant="patch", position=6)
+    isolated3 = correct.hits[correct.find("isolated", 1, DEPTH)]
+    assert 100 * isolated3.mean() == metric(ctx, "top1", variant="isolated", x=DEPTH)
+    for variant in ("natural", "patch_mean_token"):
+        hits = correct.hits[correct.find(variant, 5)]
+        assert 100 * hits.mean() == metric(ctx, "top5", variant=variant)
 
 
 def test_chosen_layers_without_patch_heads():
@@ -121,6 +140,9 @@ def test_chosen_layers_without_patch_heads():
     assert {(m.variant, m.x) for m in ctx.result.metrics if m.name == "top1"} == {
         ("natural", None), ("isolated", 2)}
     assert [a.role for a in ctx.result.artifacts] == ["correct"]
+    correct = Correctness.from_arrays(artifact(ctx, "correct"))
+    assert {(key.variant, key.k, key.x) for key in correct.hits} == {
+        ("natural", 1, None), ("natural", 5, None), ("isolated", 1, 2.0), ("isolated", 5, 2.0)}
 
 
 def test_plan_time_checks():
@@ -140,16 +162,16 @@ def test_plan_time_checks():
 def test_isolation_with_extra_prefix_tokens(name, inputs):
     """Distillation / register tokens are isolated with CLS; patch heads skip them."""
     from runner.models import build_untrained
-    from runner.spec import ModelSpec
+    from runner.schema import ModelSpec
 
     kwargs = dict(img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2, num_classes=10)
     model = build_untrained(ModelSpec(source="timm", name=name, pretrained=False,
                                       kwargs=kwargs)).eval()
     with torch.no_grad():
         values, failures = compute_readouts(
-            model, inputs, [isolated(0), isolated(2), TOKEN_LOGITS])
+            model, inputs, [IsolatedLogits(0), IsolatedLogits(2), TOKEN_LOGITS])
         own = model(inputs)
     assert not failures
-    assert torch.equal(values[isolated(0)], own)
-    assert (values[isolated(2)] - values[isolated(2)][0]).abs().max() < 1e-6
+    assert torch.equal(values[IsolatedLogits(0)], own)
+    assert (values[IsolatedLogits(2)] - values[IsolatedLogits(2)][0]).abs().max() < 1e-6
     assert values[TOKEN_LOGITS].shape == (5, 16, 10)  # 4 x 4 patches, prefix tokens left out

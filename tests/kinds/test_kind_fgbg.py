@@ -5,6 +5,7 @@ import torch
 from eval_helpers import accuracy, artifact, context, metric, model_inputs, synthetic_val, tiny_vit
 
 from runner.kinds.fgbg import KIND
+from runner.results.correctness import Correctness
 
 WITHOUT_BOXES = (0, 7)
 
@@ -45,11 +46,15 @@ def test_fgbg_matches_hand_masking(fill):
     assert metric(ctx, "n_images") == len(boxed)
     assert ctx.result.info == {"no_boxes": len(WITHOUT_BOXES)}
 
-    correct = artifact(ctx, "correct")
-    assert correct["index"].tolist() == boxed
+    correct = Correctness.from_arrays(artifact(ctx, "correct"))
+    assert correct.index.tolist() == boxed
+    assert {(key.variant, key.k, key.x) for key in correct.hits} == {
+        (variant, k, None) for variant in ("full", "fg", "bg") for k in (1, 5)}
     for variant in ("full", "fg", "bg"):
-        assert correct[f"{variant}_top5"].shape == (len(boxed),)
-        assert 100 * correct[f"{variant}_top1"].mean() == metric(ctx, "top1", variant=variant)
+        assert correct.hits[correct.find(variant, 5)].shape == (len(boxed),)
+        for k in (1, 5):
+            hits = correct.hits[correct.find(variant, k)]
+            assert 100 * hits.mean() == metric(ctx, f"top{k}", variant=variant)
 
 
 def test_masking_changes_the_predictions():

@@ -6,6 +6,7 @@ import torch
 from eval_helpers import accuracy, artifact, context, metric, model_inputs, synthetic_val, tiny_vit
 
 from runner.kinds.lowpass import KIND
+from runner.results.correctness import Correctness
 
 
 def numpy_filtered(x: torch.Tensor, keep) -> torch.Tensor:
@@ -43,11 +44,14 @@ def test_lowpass_and_highpass_match_numpy():
     assert (filtered["lowpass", 2.0] - natural).abs().max() > 1e-3  # the filter does something
     assert metric(ctx, "n_images") == len(dataset)
 
-    correct = artifact(ctx, "correct")
-    assert correct["index"].tolist() == list(range(len(dataset)))
-    assert {"natural_top1", "lowpass_2_top1", "highpass_6_top5", "lowpass_100_top5"} <= set(
-        correct)
-    assert 100 * correct["lowpass_6_top5"].mean() == metric(ctx, "top5", variant="lowpass", x=6.0)
+    correct = Correctness.from_arrays(artifact(ctx, "correct"))
+    assert correct.index.tolist() == list(range(len(dataset)))
+    stored = {(key.variant, key.k, key.x) for key in correct.hits}
+    assert {("natural", 1, None), ("lowpass", 1, 2.0), ("highpass", 5, 6.0),
+            ("lowpass", 5, 100.0)} <= stored
+    assert len(stored) == 2 * (1 + 2 * 3)  # natural and 2 filters x 3 radii, top-1 and top-5
+    lowpass_6 = correct.hits[correct.find("lowpass", 5, 6.0)]
+    assert 100 * lowpass_6.mean() == metric(ctx, "top5", variant="lowpass", x=6.0)
 
 
 def test_gaussian_sweep_names_and_values():

@@ -18,9 +18,12 @@ from vis_helpers import (
     solid,
 )
 
-from runner.execute.fused import NATURAL, site
-from runner.kinds import PlanError
-from runner.kinds.topk import KIND, RankingEvaluator, resolve_sites
+from runner.errors import PlanError
+from runner.kinds.fusion import NATURAL
+from runner.kinds.ranking import RankingEvaluator
+from runner.kinds.sites import resolve_sites
+from runner.kinds.topk import KIND
+from runner.models.readouts import Activations
 from runner.ops.pixels import model_batch, to_unit
 
 
@@ -43,8 +46,8 @@ def _drive(evaluator, model, dataset, batch_size=5):
     (wanted,) = evaluator.requests().values()
     for batch in dataset.batches(batch_size):
         with torch.no_grad():
-            acts = model.capture(_inputs(model, batch.images), [w[5:] for w in wanted])
-        evaluator.update(NATURAL, {site(k): v for k, v in acts.items()}, batch.labels,
+            acts = model.capture(_inputs(model, batch.images), [w.site for w in wanted])
+        evaluator.update(NATURAL, {Activations(k): v for k, v in acts.items()}, batch.labels,
                          batch.indices)
         evaluator.batch_done(batch)
     evaluator.finish()

@@ -5,8 +5,9 @@ import pytest
 import torch
 from vis_helpers import GREEN, RED, artifacts, colour_images, context, metrics, planted_vit
 
-from runner.kinds import PlanError
-from runner.kinds.visualize import KIND, FeatureJob, Recipe, chunks, optimize_features
+from runner.errors import PlanError
+from runner.kinds.visualize import KIND
+from runner.kinds.visualize.run import FeatureJob, Recipe, chunks, optimize_features
 from runner.ops.augment import AugmentSettings
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from runner.data.base import Batch, ImageDataset, Sample
+from runner.execute.fused import pass_runner
 from runner.kinds.base import TaskContext
 from runner.store import Store
 
@@ -28,7 +29,7 @@ TINY_VIT = {"img_size": SIZE, "patch_size": 8, "depth": 2, "embed_dim": 32, "num
 def random_vit() -> torch.nn.Module:
     """The tiny ViT with seeded random weights: distinct scores for every feature."""
     from runner.models import build_untrained
-    from runner.spec import ModelSpec
+    from runner.schema import ModelSpec
 
     torch.manual_seed(0)
     spec = ModelSpec(source="timm", name="vit_tiny_patch16_224", pretrained=False,
@@ -47,7 +48,7 @@ def planted_vit() -> torch.nn.Module:
     LayerNorm gives feature 0 = GELU(4 r / sqrt(r^2 + g^2 + 1)), increasing in redness r.
     """
     from runner.models import build_untrained
-    from runner.spec import ModelSpec
+    from runner.schema import ModelSpec
 
     model = build_untrained(ModelSpec(source="timm", name="vit_tiny_patch16_224",
                                       pretrained=False, kwargs=TINY_VIT))
@@ -112,12 +113,14 @@ class MemoryDataset(ImageDataset):
 def context(tmp_path: Path, kind: str, params, model, dataset: ImageDataset | None = None,
             *, batch_size: int = 16, seed: int = 0) -> TaskContext:
     """A task context as the executor builds it, storing artifacts under ``tmp_path``."""
-    return TaskContext(
+    ctx = TaskContext(
         key=f"test-{kind}", kind=kind, params=params, seed=seed, sink=Store(tmp_path / "store"),
         batch_size=batch_size, load_model=lambda: model,
         load_dataset=(lambda: dataset) if dataset is not None else None,
         log=lambda _text: None,
     )
+    ctx.run_pass = pass_runner(ctx)
+    return ctx
 
 
 def metrics(ctx: TaskContext, name: str, **dims) -> list:

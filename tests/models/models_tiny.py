@@ -1,6 +1,6 @@
 """Tiny random-init model entries of every supported family, shared by the model-layer tests."""
 
-from runner.spec import ModelSpec
+from runner.schema import ModelSpec
 
 VIT_KW = dict(img_size=32, patch_size=8, depth=3, embed_dim=32, num_heads=2)
 

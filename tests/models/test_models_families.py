@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from models_tiny import COAT, CONVIT, PIT, RESNET, SWIN, TWINS
 
 from runner.models import inspect_model, load_model
-from runner.spec import ModelSpec
+from runner.schema import ModelSpec
 
 TRANSFORMERS = {"swin": SWIN, "pit": PIT, "convit": CONVIT, "coat": COAT, "twins": TWINS}
 

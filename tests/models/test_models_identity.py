@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from runner.models import ModelError, file_sha256, model_identity
+from runner.errors import ModelError
+from runner.models import file_sha256, model_identity
 from runner.models import identity as identity_module
-from runner.spec import ModelSpec
+from runner.schema import ModelSpec
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +99,7 @@ def test_identity_does_not_import_torch():
     code = (
         "import sys\n"
         "from runner.models import model_identity, check_sites, format_sites\n"
-        "from runner.spec import ModelSpec\n"
+        "from runner.schema import ModelSpec\n"
         "model_identity(ModelSpec(source='timm', name='vit_base_patch16_384'))\n"
         "heavy = [m for m in ('torch', 'timm', 'open_clip') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from runner.models import load_model, model_identity, pixel_transform
 from runner.models.structure import seeded
-from runner.spec import ModelSpec
+from runner.schema import ModelSpec
 
 
 @pytest.fixture(scope="module")

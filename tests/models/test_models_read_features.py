@@ -71,7 +71,7 @@ def test_truncated_read_skips_the_linear_layer_and_keeps_gradients(models):
 
 
 def test_read_of_an_unknown_site_is_a_model_error(models):
-    from runner.models import ModelError
+    from runner.errors import ModelError
 
     with pytest.raises(ModelError, match="block9.mlp"):
         models["vit"].read_features(_images(), [FeatureRead("block9.mlp", slice(0, 4),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from runner.kinds.base import PlanError
-from runner.models import ModelError, check_sites, format_sites, parse_site, site_name
+from runner.errors import ModelError, PlanError
+from runner.models import check_sites, format_sites, parse_site, site_name
 from runner.models.base import ModelInfo, Preprocess, SiteInfo
 
 PRE = Preprocess(32, 0.9, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

@@ -145,7 +145,7 @@ def test_captured_activations_carry_gradients(models):
 
 
 def test_unknown_site_is_a_model_error(models):
-    from runner.models import ModelError
+    from runner.errors import ModelError
 
     with pytest.raises(ModelError, match="block7.mlp"):
         models["vit"].capture(_images(), ["block7.mlp"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from models_tiny import VIT
 
+from runner.errors import ModelError
 from runner.models import (
-    ModelError,
     build_untrained,
     check_weights,
     inspect_model,
@@ -15,7 +15,7 @@ from runner.models import (
     model_identity,
 )
 from runner.models import weights as weights_module
-from runner.spec import ModelSpec
+from runner.schema import ModelSpec
 
 
 def _perturbed_state(spec, seed):

@@ -18,6 +18,7 @@ from PIL import Image
 
 from runner import db
 from runner.kinds.base import ArtifactRow, MetricRow
+from runner.results.correctness import Correctness, HitsKey
 
 #: Study alias -> library name: one exact paper model per family, one architecture match,
 #: one model the paper never measured.
@@ -45,7 +46,8 @@ class FilledStudy:
     task_keys: list[str]
     model_names: dict[str, str]
     keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, model) -> key
-    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # key -> correct
+    #: key -> its stored correctness by readable name (``lowpass_8_top1``), for the tests
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     failed_key: str | None = None
 
 
@@ -65,7 +67,7 @@ def put(store_root: Path, data: bytes, suffix: str) -> tuple[str, str, int]:
     return rel, sha, len(data)
 
 
-def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -81,6 +83,28 @@ def _png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+class Hits:
+    """Per-image correctness as a kind stores it (``Correctness``), and the same arrays by a
+    readable name (``<variant>[_<x>]_top<k>``) for the tests to pick from."""
+
+    def __init__(self, n: int) -> None:
+        self.correct = Correctness(np.arange(n))
+        self.by_name: dict[str, np.ndarray] = {}
+
+    def add(self, variant: str, pair: tuple[np.ndarray, np.ndarray],
+            x: float | None = None) -> str:
+        """Store top-1 and top-5 hits of ``variant`` at ``x``; return the names' stem."""
+        stem = variant if x is None else f"{variant}_{x:g}"
+        for k, hits in zip((1, 5), pair, strict=True):
+            self.correct.hits[HitsKey(variant, k, x)] = hits
+            self.by_name[f"{stem}_top{k}"] = hits
+        return stem
+
+    def npz(self) -> bytes:
+        """The ``correct`` artifact's bytes."""
+        return npz_bytes(self.correct.to_arrays())
 
 
 def _pair(rng: np.random.Generator, n: int, p_top1: float, shape: tuple[int, ...] = ()) -> tuple:
@@ -100,69 +124,70 @@ def _accuracy_metrics(arrays: dict[str, np.ndarray], variant: str, x: float | No
 
 
 def fgbg_rows(rng: np.random.Generator, n: int, quality: float, vit: bool) -> tuple:
-    arrays: dict[str, np.ndarray] = {"index": np.arange(n)}
+    hits = Hits(n)
+    arrays = hits.by_name
     for variant, p in (("full", quality), ("fg", quality * 0.85),
                        ("bg", quality * (0.3 if vit else 0.15))):
-        arrays[f"{variant}_top1"], arrays[f"{variant}_top5"] = _pair(rng, n, p)
+        hits.add(variant, _pair(rng, n, p))
     metrics = [m for v in ("full", "fg", "bg") for m in _accuracy_metrics(arrays, v)]
     metrics += [dict(name="top5_norm", variant=v,
                      value=100.0 * arrays[f"{v}_top5"].mean() / arrays["full_top5"].mean())
                 for v in ("fg", "bg")]
     metrics.append(dict(name="n_images", value=float(n)))
-    return {"fill": "black"}, metrics, [("correct", _npz(arrays), ".npz", {})], arrays
+    return {"fill": "black"}, metrics, [("correct", hits.npz(), ".npz", {})], arrays
 
 
 def lowpass_rows(rng: np.random.Generator, n: int, quality: float, vit: bool,
                  variants: Iterable[str] = ("lowpass",)) -> tuple:
-    arrays: dict[str, np.ndarray] = {"index": np.arange(n)}
-    arrays["natural_top1"], arrays["natural_top5"] = _pair(rng, n, quality)
+    hits = Hits(n)
+    arrays = hits.by_name
+    hits.add("natural", _pair(rng, n, quality))
     metrics = _accuracy_metrics(arrays, "natural")
     scale = 4.0 if vit else 16.0
     for variant in variants:
         for r in RADII:
             keep = r / (r + scale) if variant == "lowpass" else scale / (r + scale)
-            stem = f"{variant}_{r:g}"
-            arrays[f"{stem}_top1"], arrays[f"{stem}_top5"] = _pair(rng, n, quality * keep)
+            stem = hits.add(variant, _pair(rng, n, quality * keep), r)
             metrics += _accuracy_metrics(arrays, variant, r, stem)
             metrics += [dict(name=f"{k}_norm", variant=variant, x=r, value=100.0
                              * arrays[f"{stem}_{k}"].mean() / arrays[f"natural_{k}"].mean())
                         for k in ("top1", "top5")]
     metrics.append(dict(name="n_images", value=float(n)))
     params = {"radii": list(RADII), "filter": "ideal", "highpass": "highpass" in variants}
-    return params, metrics, [("correct", _npz(arrays), ".npz", {})], arrays
+    return params, metrics, [("correct", hits.npz(), ".npz", {})], arrays
 
 
 def cls_isolation_rows(rng: np.random.Generator, n: int, quality: float) -> tuple:
-    arrays: dict[str, np.ndarray] = {"index": np.arange(n)}
-    arrays["natural_top1"], arrays["natural_top5"] = _pair(rng, n, quality)
+    hits = Hits(n)
+    arrays = hits.by_name
+    hits.add("natural", _pair(rng, n, quality))
     metrics = _accuracy_metrics(arrays, "natural")
     for layer in range(DEPTH + 1):  # the kind's default: every L in 0..depth
-        stem = f"isolated_{layer}"
         if layer == 0:  # L = 0 is the unmodified model
-            arrays[f"{stem}_top1"] = arrays["natural_top1"].copy()
-            arrays[f"{stem}_top5"] = arrays["natural_top5"].copy()
+            pair = (arrays["natural_top1"].copy(), arrays["natural_top5"].copy())
         else:
             p = quality * (1.0 - 0.2 * layer / DEPTH) if layer < DEPTH else 0.1
-            arrays[f"{stem}_top1"], arrays[f"{stem}_top5"] = _pair(rng, n, p)
+            pair = _pair(rng, n, p)
+        stem = hits.add("isolated", pair, float(layer))
         metrics += _accuracy_metrics(arrays, "isolated", float(layer), stem)
     positions = GRID[0] * GRID[1]
     spread = np.linspace(0.6, 1.0, positions)
     top1 = rng.random((n, positions)) < quality * spread
-    arrays["patch_top1"], arrays["patch_top5"] = top1, top1 | (rng.random((n, positions)) < 0.6)
+    hits.add("patch", (top1, top1 | (rng.random((n, positions)) < 0.6)))
     per_position = {k: 100.0 * arrays[f"patch_{k}"].mean(axis=0) for k in ("top1", "top5")}
     for k, acc in per_position.items():
         metrics.append(dict(name=k, variant="patch_average", value=float(acc.mean())))
         metrics.append(dict(name=k, variant="patch_maximum", value=float(acc.max())))
         metrics += [dict(name=k, variant="patch", position=p, value=float(v))
                     for p, v in enumerate(acc)]
-    arrays["patch_mean_token_top1"], arrays["patch_mean_token_top5"] = _pair(rng, n, quality)
+    hits.add("patch_mean_token", _pair(rng, n, quality))
     metrics += _accuracy_metrics(arrays, "patch_mean_token")
     metrics.append(dict(name="n_images", value=float(n)))
     grid = np.stack([per_position["top1"], per_position["top5"]]).reshape(2, *GRID)
     heat = Image.fromarray((grid[0] * 2.55).astype(np.uint8)).resize((48, 48))
     artifacts = [("patch_accuracy", _npy(grid.astype(np.float32)), ".npy", {}),
                  ("patch_heatmap", _png(heat.convert("RGB")), ".png", {}),
-                 ("correct", _npz(arrays), ".npz", {})]
+                 ("correct", hits.npz(), ".npz", {})]
     return {"layers": None, "patch_heads": True}, metrics, artifacts, arrays
 
 
@@ -215,7 +240,8 @@ def topk_rows(rng: np.random.Generator) -> tuple:
     metrics = [dict(name="topk_value", layer=0, feature=f, position=r, value=float(values[f, r]))
                for f in range(2) for r in range(3)]
     arrays = {"indices": np.array([[3, 1, 2], [0, 4, 5]]), "values": values}
-    return {"layers": [0], "k": 3}, metrics, [("topk", _npz(arrays), ".npz", {"layer": 0})], {}
+    artifacts = [("topk", npz_bytes(arrays), ".npz", {"layer": 0})]
+    return {"layers": [0], "k": 3}, metrics, artifacts, {}
 
 
 # ------------------------------------------------------------------------------ filling

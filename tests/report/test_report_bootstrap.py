@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runner.report.bootstrap import PairedBootstrap, interval, resample_counts
+from runner.present.bootstrap import PairedBootstrap, interval, resample_counts
 
 
 def test_counts_follow_the_seeded_index_draws():

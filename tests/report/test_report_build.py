@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+from dataclasses import asdict
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_rows import fill_study
+from report_rows import fill_study, npz_bytes, put
 
+import runner.kinds
 from runner import db, results
-from runner.report import build_report, tables
-from runner.report.build import MANIFEST
+from runner.errors import KindError
+from runner.kinds.base import ArtifactRow, MetricRow
+from runner.kinds.fgbg import report as fgbg_report
+from runner.kinds.reporting import ReportSection
+from runner.present.bootstrap import PairedBootstrap
+from runner.present.tables import CELL_COLUMNS, TOPK_LABEL, Table, cell_frame, metric_cell
+from runner.report import build_report
+from runner.report.writer import MANIFEST
 
 SECTIONS = ("features", "token-mixing", "fgbg", "lowpass", "spatial", "tasks")
 
 
-def build(filled, out, **kwargs):
-    return build_report(filled.study, filled.task_keys, filled.engine, filled.store_root, out,
-                        model_names=filled.model_names, **kwargs)
+def build(filled, out, task_keys=None, **kwargs):
+    return build_report(filled.study, task_keys or filled.task_keys, filled.engine,
+                        filled.store_root, out, model_names=filled.model_names, **kwargs)
 
 
 @pytest.fixture()
@@ -65,7 +76,7 @@ def test_csv_tables_are_the_tables(report, filled_study):
                         & (db_rows["variant"] == cell.variant)]
         assert cell.value == pytest.approx(match["value"].iloc[0], rel=1e-12)
     table1 = pd.read_csv(folder / "tables/table1.csv")
-    assert set(tables.CELL_COLUMNS) <= set(table1.columns)
+    assert set(CELL_COLUMNS) <= set(table1.columns)
     assert table1["paper"].notna().sum() == 10  # vit_b16's ten cells
     markdown = (folder / "tables/table1.md").read_text()
     assert markdown.startswith("### Table 1") and "(paper 84.20)" in markdown
@@ -137,7 +148,85 @@ def test_a_failing_section_does_not_stop_the_report(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("table 2 exploded")
 
-    monkeypatch.setattr(tables, "table2", broken)
+    monkeypatch.setattr(fgbg_report, "table2", broken)
     html = build(filled, tmp_path / "out").read_text()
     assert "This section could not be built: RuntimeError(&#x27;table 2 exploded&#x27;)" in html
     assert "Linearity per layer" in html
+
+
+def _ghost_section(ctx):
+    """A kind from another package: accuracy on its own variants, normalized by ``plain``."""
+    if ctx.done() is None:
+        return
+    rows = ctx.intervals(reference="plain")
+    ctx.note("The ghost kind was here.")
+    ctx.table(Table("ghost_accuracy", "Ghost accuracy per variant", cell_frame([
+        metric_cell(r, ctx.data.labels[r.task_key], r.variant, TOPK_LABEL[r.name[:4]]
+                    + (" (norm.)" if r.name.endswith("_norm") else ""), None)
+        for r in rows.itertuples()])))
+
+
+GHOST = ReportSection(id="ghost", title="Ghost kind", intro="Contributed by a plugin.",
+                      build=_ghost_section, order=25)
+
+
+def _ghost_task(filled, hits):
+    """A done task of kind ``ghost`` with top-1 on ``plain`` and ``odd`` and its correctness."""
+    from runner.results.correctness import Correctness, HitsKey
+
+    run = db.start_run(filled.engine, study="demo", command="t", provenance={})
+    key = "9" * 64
+    db.claim_task(filled.engine, dict(key=key, study="demo", kind="ghost", kind_version=1,
+                                      model="vit_s", params="{}"), run)
+    correct = Correctness(np.arange(len(hits["plain"])),
+                          {HitsKey(v, 1): a for v, a in hits.items()})
+    path, sha, size = put(filled.store_root, npz_bytes(correct.to_arrays()), ".npz")
+    metrics = [MetricRow("top1", 100.0 * a.mean(), variant=v) for v, a in hits.items()]
+    metrics.append(MetricRow("top1_norm", 100.0 * hits["odd"].mean() / hits["plain"].mean(),
+                             variant="odd"))
+    db.finish_task(filled.engine, key, metric_rows=[asdict(m) for m in metrics],
+                   artifact_rows=[asdict(ArtifactRow("correct", path, sha, size))],
+                   info={}, device="cpu")
+    return key
+
+
+def test_a_section_from_a_kind_the_builder_does_not_know(tmp_path, monkeypatch):
+    filled = fill_study(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "store", kinds=["fgbg"])
+    rng = np.random.default_rng(3)
+    hits = {"plain": rng.random(60) < 0.7, "odd": rng.random(60) < 0.4}
+    key = _ghost_task(filled, hits)
+    known, get = runner.kinds.available_kinds, runner.kinds.get_kind
+    monkeypatch.setattr(runner.kinds, "available_kinds", lambda: [*known(), "ghost"])
+    monkeypatch.setattr(runner.kinds, "get_kind", lambda name: SimpleNamespace(
+        report_section=lambda: GHOST) if name == "ghost" else get(name))
+    out = tmp_path / "out"
+    html = build(filled, out, task_keys=filled.task_keys + [key], n_boot=200).read_text()
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    assert ids == ["features", "token-mixing", "ghost", "fgbg", "lowpass", "spatial", "tasks"]
+    assert "Ghost accuracy per variant" in html and "The ghost kind was here." in html
+    assert "could not be built" not in html
+    cells = pd.read_csv(out / "tables/ghost_accuracy.csv").set_index("column")
+    boot = PairedBootstrap(hits, n_boot=200)
+    odd = cells[cells["row"] == "odd"]
+    assert (odd.loc["Top-1", "ci_low"], odd.loc["Top-1", "ci_high"]) == pytest.approx(
+        boot.accuracy("odd"))
+    assert (odd.loc["Top-1 (norm.)", "ci_low"], odd.loc["Top-1 (norm.)", "ci_high"]) == \
+        pytest.approx(boot.ratio("odd", "plain"))
+    assert "tables/ghost_accuracy.csv" in json.loads((out / MANIFEST).read_text())
+
+
+def test_a_kind_that_cannot_be_imported_shows_its_error(tmp_path, monkeypatch):
+    filled = fill_study(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "store", kinds=["fgbg"])
+    known, get = runner.kinds.available_kinds, runner.kinds.get_kind
+
+    def get_kind(name):
+        if name == "broken":
+            raise KindError("study kind 'broken' cannot be imported")
+        return get(name)
+
+    monkeypatch.setattr(runner.kinds, "available_kinds", lambda: [*known(), "broken"])
+    monkeypatch.setattr(runner.kinds, "get_kind", get_kind)
+    html = build(filled, tmp_path / "out").read_text()
+    assert '<section id="kind-broken">' in html
+    assert "This section could not be built: KindError(" in html
+    assert "Table 2" in html

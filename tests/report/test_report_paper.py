@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner.report.families import model_family, name_family
-from runner.report.paper import TABLE1, TABLE2, library_name, match_paper_model
-from runner.spec import ModelSpec, TrainSpec
+from runner.present.families import model_family, name_family
+from runner.present.paper import TABLE1, TABLE2, library_name, match_paper_model
+from runner.schema import ModelSpec, TrainSpec
 
 
 @pytest.mark.parametrize("name, family", [

@@ -10,10 +10,16 @@ import pytest
 from report_rows import DEPTH, GRID, RADII, fill_study
 
 from runner import results
-from runner.report import tables
-from runner.report.bootstrap import PairedBootstrap
-from runner.report.paper import TABLE1, TABLE2
-from runner.report.study import StudyData, parse_array_name, task_labels
+from runner.kinds.cls_isolation import report as cls_report
+from runner.kinds.fgbg import report as fgbg_report
+from runner.kinds.lowpass import report as lowpass_report
+from runner.kinds.spatial_drop import report as spatial_report
+from runner.present import tables
+from runner.present.bootstrap import PairedBootstrap
+from runner.present.paper import TABLE1, TABLE2
+from runner.results.correctness import Correctness, HitsKey
+from runner.results.intervals import with_intervals
+from runner.results.study import StudyData, task_labels
 
 TABLE1_COLUMNS = ["Natural", "Isolating CLS", "Patch Average", "Patch Maximum",
                   "Head on mean patch token"]
@@ -38,17 +44,32 @@ def ci(arrays, name, seed=0):
     return PairedBootstrap({name: arrays[name]}, seed=seed).accuracy(name)
 
 
-def test_parse_array_name():
-    assert parse_array_name("lowpass_8_top1") == ("lowpass", 8.0, "top1")
-    assert parse_array_name("isolated_11.0_top5") == ("isolated", 11.0, "top5")
-    assert parse_array_name("patch_mean_token_top1") == ("patch_mean_token", None, "top1")
-    assert parse_array_name("fg_top5") == ("fg", None, "top5")
-    assert parse_array_name("gaussian_0.5_top1") == ("gaussian", 0.5, "top1")
-    assert parse_array_name("index") is None
+def isolation_intervals(data):
+    return with_intervals(data, "cls_isolation", derived=cls_report.DERIVED)
+
+
+def fgbg_intervals(data):
+    return with_intervals(data, "fgbg", reference=fgbg_report.REFERENCE)
+
+
+def test_correctness_keys_are_data_not_names():
+    hits = {HitsKey("lowpass", 1, 8.0): np.ones(3, bool),
+            HitsKey("isolated", 5, 11.0): np.zeros(3, bool),
+            HitsKey("patch_mean_token", 1): np.ones(3, bool),
+            HitsKey("fg", 5): np.zeros(3, bool),
+            HitsKey("gaussian", 1, 0.5): np.ones((3, 4), bool)}
+    read = Correctness.from_arrays(Correctness(np.arange(3), hits).to_arrays())
+    assert set(read.hits) == set(hits)
+    assert read.find("lowpass", 1, 8) == HitsKey("lowpass", 1, 8.0)  # 8 from SQL is 8.0
+    assert read.find("isolated", 5, 11.0) == HitsKey("isolated", 5, 11.0)
+    assert read.find("patch_mean_token", 1) == HitsKey("patch_mean_token", 1)
+    assert read.find("fg", 1) is None and read.find("lowpass", 1) is None
+    assert read.hits[HitsKey("gaussian", 1, 0.5)].shape == (3, 4)
+    np.testing.assert_array_equal(read.index, np.arange(3))
 
 
 def test_table1_against_rows(data, filled_study):
-    cells = tables.table1(data, tables.with_intervals(data, "cls_isolation"))
+    cells = cls_report.table1(data, isolation_intervals(data))
     assert list(dict.fromkeys(cells["column"])) == TABLE1_COLUMNS
     assert set(cells["row"]) == {"Top-1", "Top-5"}
     assert len(cells) == 2 * 2 * len(TABLE1_COLUMNS)  # two models
@@ -73,7 +94,7 @@ def test_table1_against_rows(data, filled_study):
 def test_table1_intervals_come_from_the_matching_arrays(data, filled_study):
     key = filled_study.keys[("cls_isolation", "vit_b16")]
     arrays = filled_study.arrays[key]
-    cells = tables.table1(data, tables.with_intervals(data, "cls_isolation"))
+    cells = cls_report.table1(data, isolation_intervals(data))
     cells = cells[cells["task_key"] == key].set_index(["row", "column"])
     natural = cells.loc[("Top-1", "Natural")]
     assert (natural.ci_low, natural.ci_high) == pytest.approx(ci(arrays, "natural_top1"))
@@ -96,11 +117,11 @@ def test_table1_intervals_come_from_the_matching_arrays(data, filled_study):
     ({"layers": None}, [], None, None),
 ])
 def test_table1_insertion_layer(params, layers, depth, chosen):
-    assert tables.table1_insertion_layer(params, layers, depth) == chosen
+    assert cls_report.table1_insertion_layer(params, layers, depth) == chosen
 
 
 def test_isolation_curve_against_rows(data, filled_study):
-    curve = tables.isolation_curve(data, tables.with_intervals(data, "cls_isolation"))
+    curve = cls_report.isolation_curve(data, isolation_intervals(data))
     key = filled_study.keys[("cls_isolation", "vit_s")]
     mine = curve[(curve["task_key"] == key) & (curve["column"] == "Top-1")]
     assert list(mine["x"]) == [float(layer) for layer in range(DEPTH + 1)]
@@ -112,7 +133,7 @@ def test_isolation_curve_against_rows(data, filled_study):
 
 def test_patch_grid_against_rows_and_array(data, filled_study):
     key = filled_study.keys[("cls_isolation", "vit_b16")]
-    grid = tables.patch_accuracy_grid(data, key)
+    grid = cls_report.patch_accuracy_grid(data, key)
     assert grid.shape == (2, *GRID)
     for position in range(GRID[0] * GRID[1]):
         row, col = divmod(position, GRID[1])  # positions are row-major
@@ -125,7 +146,7 @@ def test_patch_grid_against_rows_and_array(data, filled_study):
 
 
 def test_table2_against_rows(data, filled_study):
-    cells = tables.table2(data, tables.with_intervals(data, "fgbg"))
+    cells = fgbg_report.table2(data, fgbg_intervals(data))
     assert list(dict.fromkeys(cells["column"])) == [
         "Full image (top-5)", "Foreground (norm. top-5)", "Background (norm. top-5)"]
     assert list(dict.fromkeys(cells["group"])) == ["ViTs", "CNNs"]
@@ -149,7 +170,7 @@ def test_table2_against_rows(data, filled_study):
 def test_table2_normalized_interval_is_the_paired_ratio(data, filled_study):
     key = filled_study.keys[("fgbg", "resnet50")]
     arrays = filled_study.arrays[key]
-    cells = tables.table2(data, tables.with_intervals(data, "fgbg"))
+    cells = fgbg_report.table2(data, fgbg_intervals(data))
     bg = cells[(cells["task_key"] == key) & (cells["column"] == "Background (norm. top-5)")]
     boot = PairedBootstrap({"bg": arrays["bg_top5"], "full": arrays["full_top5"]})
     assert (bg["ci_low"].iloc[0], bg["ci_high"].iloc[0]) == pytest.approx(boot.ratio("bg", "full"))
@@ -158,7 +179,7 @@ def test_table2_normalized_interval_is_the_paired_ratio(data, filled_study):
 
 
 def test_fgbg_raw_against_rows(data, filled_study):
-    cells = tables.fgbg_raw(data, tables.with_intervals(data, "fgbg"))
+    cells = fgbg_report.fgbg_raw(data, fgbg_intervals(data))
     assert len(cells) == 4 * 6
     for cell in cells.itertuples():
         assert cell.value == db_value(filled_study.engine, cell.task_key, cell.name, cell.variant)
@@ -167,7 +188,7 @@ def test_fgbg_raw_against_rows(data, filled_study):
 
 
 def test_lowpass_points_against_rows(data, filled_study):
-    points = tables.lowpass_points(data, tables.with_intervals(data, "lowpass"))
+    points = lowpass_report.lowpass_points(data, with_intervals(data, "lowpass"))
     assert filled_study.failed_key not in set(points["task_key"])
     vit = filled_study.keys[("lowpass", "vit_b16")]
     assert list(dict.fromkeys(points[points["task_key"] == vit]["variant"])) == [
@@ -186,7 +207,7 @@ def test_lowpass_points_against_rows(data, filled_study):
 
 def test_spatial_tables_against_rows(data, filled_study):
     key = filled_study.keys[("spatial_drop", "vit_b16")]
-    linearity = tables.spatial_linearity(data)
+    linearity = spatial_report.spatial_linearity(data)
     assert len(linearity) == 2 * DEPTH
     rows = results.results(filled_study.engine, task_keys=[key], name="linearity_r2")
     for cell in linearity.itertuples():
@@ -196,7 +217,7 @@ def test_spatial_tables_against_rows(data, filled_study):
     last = linearity[linearity["layer"] == DEPTH - 1]["value"]
     others = linearity[linearity["layer"] < DEPTH - 1]["value"]
     assert last.max() < 0.9 < others.min()
-    curves = tables.spatial_curves(data)
+    curves = spatial_report.spatial_curves(data)
     assert set(curves["variant"]) == {"layer_mean"}
     assert len(curves) == 2 * DEPTH * 11
 
@@ -207,9 +228,9 @@ def test_missing_correctness_leaves_intervals_empty(tmp_path):
                           filled.model_names)
     for path in data.artifacts["file"]:
         (tmp_path / "store" / path).unlink(missing_ok=True)
-    rows = tables.with_intervals(data, "fgbg")
+    rows = fgbg_intervals(data)
     assert rows["ci_low"].isna().all() and len(rows) == 4 * 8
-    cells = tables.table2(data, rows)
+    cells = fgbg_report.table2(data, rows)
     assert len(cells) == 12 and cells["value"].notna().all()
 
 
@@ -234,7 +255,7 @@ def test_markdown_cells():
 
 
 def test_markdown_table_shape(data):
-    table = tables.Table("t2", "Table 2", tables.table2(data, tables.with_intervals(data, "fgbg")))
+    table = tables.Table("t2", "Table 2", fgbg_report.table2(data, fgbg_intervals(data)))
     lines = tables.to_markdown(table).strip().splitlines()
     assert lines[0] == "### Table 2"
     assert lines[2].count("|") == 5 and lines[3].startswith("| --- ")

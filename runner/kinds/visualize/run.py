@@ -1,68 +1,24 @@
-"""``visualize``: activation maximization of feed-forward features (paper section 3, appendix B),
-many features at once. Each feature owns one image; the batch is features x augmented copies,
-the forward stops after the deepest requested block, and the loss is the sum over features of
-each one's own loss, so a feature's image is what optimizing it alone would give. With a
-dataset, each feature also gets the paper's Figure 2 panel."""
+"""The ``visualize`` run: features maximized in batches of jobs x augmented copies, with, when
+a dataset is given, the ranking pass that picks ``top`` features and fills the panels."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+import torch
 
-from runner.kinds.base import KindParams, TaskContext, truncated_forward_cost
-from runner.kinds.topk import (
-    FeatureSelection,
-    SiteParams,
-    SiteReadingKind,
-    TopFeatures,
-    explicit_features,
-    model_inputs,
-    rank_dataset,
-    resolve_sites,
-)
-
-if TYPE_CHECKING:
-    import torch
-
-    from runner.kinds.topk import Ranking
-    from runner.models.base import LoadedModel, SiteInfo
-    from runner.ops.augment import AugmentSettings
-
-
-#: An Adam beta: a decay rate, in [0, 1) (torch refuses anything else when the task starts).
-Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
-
-
-class VisualizeParams(SiteParams):
-    features: FeatureSelection = Field(
-        [0, 1, 2, 3], description="per layer: a list of indices, a range {start, stop, step}, "
-        "`all`, or {top: N, by: topk-activation} (the N most active on the dataset)")
-    steps: int = Field(400, ge=1, description="optimizer steps")
-    lr: float = Field(0.1, gt=0, description="Adam learning rate at the start")
-    betas: tuple[Beta, Beta] = Field((0.5, 0.99), description="Adam betas, each in [0, 1)")
-    lr_schedule: Literal["cosine", "constant"] = Field(
-        "cosine", description="cosine annealing to 0 over the run, or constant")
-    copies: int = Field(8, ge=1, description="augmented copies of each image per step")
-    jitter: int = Field(32, ge=0, description="circular shifts in [-jitter, jitter] pixels")
-    jitter_per_copy: bool = Field(
-        False, description="a shift per copy (default: one per step, shared, as the authors)")
-    color_mean: float = Field(1.0, ge=0, description="colour shift: mu ~ U(-m, m)")
-    color_std: float = Field(1.0, ge=0, description="colour shift: sigma = exp(U(-s, s))")
-    noise: Literal["channel", "pixel", "none"] = Field(
-        "channel", description="noise added per (image, channel) (authors' code) or per pixel "
-        "(the paper's text)")
-    noise_std: float = Field(0.5, ge=0, description="noise std at the first step, linear to 0")
-    tv_weight: float = Field(4e-4, ge=0, description="weight of total variation in the loss")
-    parameterization: Literal["pixel", "fft", "fft_decorrelated"] = Field(
-        "pixel", description="raw pixels clamped to [0, 1] (paper), or Lucid's Fourier "
-        "spectrum with a sigmoid, optionally in decorrelated colour")
-    trace_every: int = Field(50, ge=1, description="record the objective every this many steps")
-    top_images: int = Field(5, ge=1, description="images per panel (and k of `top` selection)")
-    panels: bool = Field(True, description="with a dataset: write the Figure 2 panels")
+from runner.kinds.base import TaskContext, truncated_forward_cost
+from runner.kinds.ranking import Ranking, model_inputs, rank_dataset
+from runner.kinds.sites import TopFeatures, explicit_features, resolve_sites
+from runner.kinds.visualize.params import VisualizeParams
+from runner.models.base import FeatureRead, LoadedModel, SiteInfo
+from runner.ops.activation import patch_mean
+from runner.ops.augment import AugmentSettings, augment, draw_augment, image_generator
+from runner.ops.image_param import make_image_param
+from runner.ops.regularizers import total_variation
+from runner.render import feature_panel, to_pil
 
 
 @dataclass(frozen=True)
@@ -80,8 +36,6 @@ class Recipe:
 
     @classmethod
     def from_params(cls, p: VisualizeParams) -> Recipe:
-        from runner.ops.augment import AugmentSettings
-
         return cls(
             steps=p.steps, lr=p.lr, betas=p.betas, cosine=p.lr_schedule == "cosine",
             tv_weight=p.tv_weight, parameterization=p.parameterization,
@@ -137,8 +91,6 @@ class Segment:
 
 def segments(jobs: Sequence[FeatureJob], copies: int, device: str = "cpu") -> list[Segment]:
     """The batch (jobs x copies, copy-minor) cut into runs of jobs on the same site."""
-    import torch
-
     out, start = [], 0
     while start < len(jobs):
         end = start
@@ -156,11 +108,6 @@ def job_objectives(model: LoadedModel, x: torch.Tensor, parts: Sequence[Segment]
     """(rows,): each row's objective, its job's feature averaged over the patch tokens.
     ``truncated``: the forward stops at the deepest site and computes only the features read;
     otherwise it runs in full and reads the whole site, the authors' way."""
-    import torch
-
-    from runner.models.base import FeatureRead
-    from runner.ops.activation import patch_mean
-
     reads = [FeatureRead(p.site.name, p.rows, p.features) for p in parts]
     values = model.read_features(x, reads, truncated=truncated)
     return torch.cat([patch_mean(v, p.site.prefix_tokens, p.site.tokens)
@@ -173,12 +120,6 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
     """Maximize every job's feature in one batch (jobs x copies). Each image's randomness comes
     from its own generator (seed, layer, feature), so results do not depend on batching.
     ``truncated=False`` runs every forward in full (the authors' way, for comparison)."""
-    import torch
-
-    from runner.ops.augment import AugmentSettings, augment, draw_augment, image_generator
-    from runner.ops.image_param import make_image_param
-    from runner.ops.regularizers import total_variation
-
     settings = recipe.augment or AugmentSettings()
     copies, size = settings.copies, (model.preprocess.size, model.preprocess.size)
     gens = [image_generator(seed, j.site.layer, j.feature) for j in jobs]
@@ -261,8 +202,6 @@ def select_jobs(ctx: TaskContext, params: VisualizeParams
 def write_panels(ctx: TaskContext, results: Sequence[Optimized],
                  rankings: dict[int, Ranking]) -> None:
     """One Figure 2 panel per feature: optimized image | top images | their activation maps."""
-    from runner.render import feature_panel
-
     ranked = {}
     for r in results:
         ranking = rankings[r.job.site.layer]
@@ -278,41 +217,25 @@ def write_panels(ctx: TaskContext, results: Sequence[Optimized],
         ctx.artifact("panel", panel, layer=r.job.site.layer, feature=r.job.feature)
 
 
-class Visualize(SiteReadingKind):
-    name = "visualize"
-    version = 1
-    Params = VisualizeParams
-    needs_dataset = False
-    summary = ("activation maximization of feed-forward features (paper recipe), with Figure 2 "
-               "panels when a dataset is given")
-
-    def requires_dataset(self, params: KindParams) -> bool:
-        """``features: {top: N}`` ranks features on a dataset."""
-        return isinstance(params.features, TopFeatures)
-
-    def run(self, ctx: TaskContext) -> None:
-        from runner.render import to_pil
-
-        params: VisualizeParams = ctx.params  # type: ignore[assignment]
-        recipe = Recipe.from_params(params)
-        jobs, rankings = select_jobs(ctx, params)
-        groups = chunks(jobs, max(1, ctx.batch_size // params.copies))
-        ctx.progress.set_total(ctx.progress.done + len(groups) * params.steps,  # after ranking
-                               work=params.steps * sum(map(step_cost, groups)))
-        results: list[Optimized] = []
-        for group in groups:
-            results += optimize_features(
-                ctx.model, group, recipe, seed=ctx.seed, device=ctx.device,
-                on_step=lambda _, cost=step_cost(group): ctx.progress.advance(work=cost))
-        for r in results:
-            layer, feature = r.job.site.layer, r.job.feature
-            ctx.artifact("image", to_pil(r.image), layer=layer, feature=feature)
-            ctx.metric("activation", r.activation, layer=layer, feature=feature)
-            for step, value in r.trace:
-                ctx.metric("activation", value, layer=layer, feature=feature, variant="trace",
-                           x=step)
-        if rankings and params.panels:
-            write_panels(ctx, results, rankings)
-
-
-KIND = Visualize()
+def run(ctx: TaskContext) -> None:
+    """The whole task: select (and rank), optimize group by group, report, draw the panels."""
+    params: VisualizeParams = ctx.params  # type: ignore[assignment]
+    recipe = Recipe.from_params(params)
+    jobs, rankings = select_jobs(ctx, params)
+    groups = chunks(jobs, max(1, ctx.batch_size // params.copies))
+    ctx.progress.set_total(ctx.progress.done + len(groups) * params.steps,  # after ranking
+                           work=params.steps * sum(map(step_cost, groups)))
+    results: list[Optimized] = []
+    for group in groups:
+        results += optimize_features(
+            ctx.model, group, recipe, seed=ctx.seed, device=ctx.device,
+            on_step=lambda _, cost=step_cost(group): ctx.progress.advance(work=cost))
+    for r in results:
+        layer, feature = r.job.site.layer, r.job.feature
+        ctx.artifact("image", to_pil(r.image), layer=layer, feature=feature)
+        ctx.metric("activation", r.activation, layer=layer, feature=feature)
+        for step, value in r.trace:
+            ctx.metric("activation", value, layer=layer, feature=feature, variant="trace",
+                       x=step)
+    if rankings and params.panels:
+        write_panels(ctx, results, rankings)

@@ -14,11 +14,12 @@ checkpoint's ``arch``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from runner.spec import ModelSpec
+    from runner.schema import ModelSpec
 
 Match = Literal["exact", "architecture"]
 
@@ -113,3 +114,13 @@ def match_paper_model(name: str | None) -> PaperMatch | None:
         if base in model.architectures:
             return PaperMatch(model, "architecture")
     return None
+
+
+def paper_number(match: PaperMatch | None, lookup: Callable[[str], float | None]
+                 ) -> tuple[float, str, str] | None:
+    """(number, paper model label, match) of a study model the paper measured (``match``),
+    where ``lookup`` finds a number for the paper model's label; None otherwise."""
+    if match is None:
+        return None
+    number = lookup(match.model.label)
+    return None if number is None else (number, match.model.label, match.match)

@@ -8,7 +8,7 @@ the maximum over positions of each resample's per-position accuracies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 
 import numpy as np
 
@@ -47,13 +47,14 @@ def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
 class PairedBootstrap:
     """Bootstrap accuracies (percent) of every per-image array of one task, on shared resamples.
 
-    ``arrays`` maps a name to per-image correctness: (n,) for one accuracy, or (n, positions)
-    for per-position accuracies. All arrays must cover the same n images in the same order.
+    ``arrays`` maps a key (a name, a ``HitsKey``: anything hashable) to per-image correctness:
+    (n,) for one accuracy, or (n, positions) for per-position accuracies. All arrays must cover
+    the same n images in the same order.
     """
 
     def __init__(
         self,
-        arrays: Mapping[str, np.ndarray],
+        arrays: Mapping[Hashable, np.ndarray],
         *,
         n_boot: int = N_BOOT,
         seed: int = 0,
@@ -65,11 +66,11 @@ class PairedBootstrap:
         sizes = {a.shape[0] for a in values.values()}
         if len(sizes) > 1:
             raise ValueError(f"arrays cover different numbers of images: {sorted(sizes)}")
-        self._samples: dict[str, np.ndarray] = {}
+        self._samples: dict[Hashable, np.ndarray] = {}
         if not values:
             return
         n = sizes.pop()
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in values}
+        parts: dict[Hashable, list[np.ndarray]] = {name: [] for name in values}
         for counts in resample_counts(n, n_boot=n_boot, seed=seed):
             weights = counts.astype(np.float32)  # small integers: float32 sums stay exact
             for name, a in values.items():
@@ -78,31 +79,31 @@ class PairedBootstrap:
             samples = 100.0 * np.concatenate(parts[name]).astype(np.float64) / n
             self._samples[name] = samples[:, 0] if a.ndim == 1 else samples
 
-    def __contains__(self, name: str) -> bool:
+    def __contains__(self, name: Hashable) -> bool:
         return name in self._samples
 
-    def samples(self, name: str) -> np.ndarray:
+    def samples(self, name: Hashable) -> np.ndarray:
         """Bootstrap samples of an array's accuracy: (n_boot,) or (n_boot, positions)."""
         return self._samples[name]
 
-    def accuracy(self, name: str) -> tuple[float, float]:
+    def accuracy(self, name: Hashable) -> tuple[float, float]:
         """Interval of the accuracy of a per-image array."""
         return interval(self._samples[name], self.level)
 
-    def ratio(self, numerator: str, denominator: str) -> tuple[float, float]:
+    def ratio(self, numerator: Hashable, denominator: Hashable) -> tuple[float, float]:
         """Interval of ``100 * acc(numerator) / acc(denominator)``."""
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = 100.0 * self._samples[numerator] / self._samples[denominator]
         return interval(ratio, self.level)
 
-    def position_accuracy(self, name: str, position: int) -> tuple[float, float]:
+    def position_accuracy(self, name: Hashable, position: int) -> tuple[float, float]:
         """Interval of one position's accuracy."""
         return interval(self._samples[name][:, position], self.level)
 
-    def position_average(self, name: str) -> tuple[float, float]:
+    def position_average(self, name: Hashable) -> tuple[float, float]:
         """Interval of the mean over positions of per-position accuracy ("Patch Average")."""
         return interval(self._samples[name].mean(axis=1), self.level)
 
-    def position_maximum(self, name: str) -> tuple[float, float]:
+    def position_maximum(self, name: Hashable) -> tuple[float, float]:
         """Interval of the best position's accuracy ("Patch Maximum")."""
         return interval(self._samples[name].max(axis=1), self.level)

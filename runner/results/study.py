@@ -9,7 +9,6 @@ the same kind and model (a sweep), e.g. ``vit_b16 [fill=mean]``.
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,44 +19,14 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from runner import results as results_db
-from runner.report.families import FAMILY_ORDER, Family, model_family
-from runner.report.paper import PaperMatch, match_paper_model
+from runner.present.families import FAMILY_ORDER, Family, model_family
+from runner.present.paper import PaperMatch, match_paper_model
+from runner.results.correctness import Correctness
 from runner.store import file_sha256
 
-_ARRAY_NAME = re.compile(r"^(?P<variant>[A-Za-z][A-Za-z_]*?)(?:_(?P<x>-?\d+(?:\.\d+)?(?:e-?\d+)?))?"
-                         r"_(?P<k>top1|top5)$")
-
-
-def parse_array_name(name: str) -> tuple[str, float | None, str] | None:
-    """(variant, x, 'top1'|'top5') of a correctness array name such as ``lowpass_8_top1``,
-    ``isolated_11.0_top5`` or ``fg_top1``; None for other arrays (``index``)."""
-    found = _ARRAY_NAME.match(name)
-    if found is None:
-        return None
-    x = found["x"]
-    return found["variant"], (None if x is None else float(x)), found["k"]
-
-
-@dataclass
-class Correctness:
-    """A task's stored per-image correctness arrays, found by (variant, x, top-k)."""
-
-    arrays: dict[str, np.ndarray]
-
-    def name(self, variant: str, k: str, x: float | None = None) -> str | None:
-        """The array name holding ``variant`` (at ``x``) top-``k`` correctness, if stored."""
-        for name in self.arrays:
-            parsed = parse_array_name(name)
-            if parsed is None or parsed[0] != variant or parsed[2] != k:
-                continue
-            if (parsed[1] is None) == (x is None) and (x is None or abs(parsed[1] - x) < 1e-9):
-                return name
-        return None
-
-    def pick(self, wanted: list[tuple[str, str, float | None]]) -> dict[str, np.ndarray]:
-        """The stored arrays among ``(variant, k, x)`` requests, by array name."""
-        names = (self.name(v, k, x) for v, k, x in wanted)
-        return {n: self.arrays[n] for n in names if n is not None}
+#: How a report names the way out for a damaged ``correct`` file.
+_REDO = (", so its intervals are left out; `vitstudy verify --mark-stale` makes the next run "
+         "redo it")
 
 
 @dataclass
@@ -73,7 +42,8 @@ class StudyData:
     missing_keys: list[str] = field(default_factory=list)  # requested, not in the database
     labels: dict[str, str] = field(default_factory=dict)  # task key -> display label
     _correct: dict[str, Correctness | None] = field(default_factory=dict, repr=False)
-    #: task key -> why its ``correct`` file was not used (corrupted, unreadable)
+    #: task key -> why its ``correct`` file was not used (corrupted, unreadable, older format)
+    #: and what that means, as a clause to follow the task's label
     damaged: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -114,12 +84,15 @@ class StudyData:
         return sorted(seen, key=lambda m: FAMILY_ORDER.index(self.family(m)))
 
     def library_name(self, model: str) -> str | None:
+        """The model's library name (what families and the paper match on), if given."""
         return self.model_names.get(model)
 
     def family(self, model: str) -> Family:
+        """ViT, CNN or other, from the library name, else the alias."""
         return model_family(self.library_name(model), model)
 
-    def paper(self, model: str) -> PaperMatch | None:
+    def paper(self, model: str | None) -> PaperMatch | None:
+        """The paper model this one is (exact weights) or shares an architecture with."""
         return match_paper_model(self.library_name(model))
 
     # ----------------------------------------------------------------------------- tasks
@@ -132,17 +105,21 @@ class StudyData:
             "_rank", kind="stable").drop(columns="_rank")
 
     def has_kind(self, kind: str) -> bool:
+        """Whether the study has a task of ``kind``, in any status."""
         return bool((self.tasks["kind"] == kind).any())
 
     def task_metrics(self, key: str, name: str | None = None) -> pd.DataFrame:
+        """A done task's metric rows, all or those named ``name``."""
         rows = self.metrics[self.metrics["task_key"] == key]
         return rows if name is None else rows[rows["name"] == name]
 
     def params(self, key: str) -> dict[str, Any]:
+        """A task's params as stored."""
         raw = self.tasks.loc[self.tasks["key"] == key, "params"].iloc[0]
         return json.loads(raw) if raw else {}
 
     def info(self, key: str) -> dict[str, Any]:
+        """A task's stored ``info`` (counters, recorded settings such as ``depth``)."""
         raw = self.tasks.loc[self.tasks["key"] == key, "info"].iloc[0]
         return json.loads(raw) if raw else {}
 
@@ -154,28 +131,42 @@ class StudyData:
         return a[(a["task_key"] == key) & (a["role"] == role)]
 
     def first_file(self, key: str, role: str) -> Path | None:
+        """The absolute path of a task's first artifact of ``role``, or None."""
         rows = self.files(key, role)
         return None if rows.empty else Path(rows["file"].iloc[0])
 
     def correct(self, key: str) -> Correctness | None:
-        """The task's ``correct`` arrays, or None when not stored, unreadable or not matching
-        their recorded sha256 (then ``damaged`` says why, and the report shows it)."""
+        """The task's per-image correctness, or None when not stored, unreadable, not matching
+        its recorded sha256 or in an older format (then ``damaged`` says why)."""
         if key not in self._correct:
             self._correct[key] = None
             rows = self.files(key, "correct")
-            if rows.empty:
-                return None
-            path, sha = Path(rows["file"].iloc[0]), rows["sha256"].iloc[0]
-            if file_sha256(path) != sha:
-                self.damaged[key] = (f"its `correct` file {rows['path'].iloc[0]} is "
-                                     f"{'corrupted' if path.is_file() else 'missing'}")
-                return None
-            try:
-                with np.load(path, allow_pickle=False) as npz:
-                    self._correct[key] = Correctness({n: npz[n] for n in npz.files})
-            except (OSError, ValueError, zipfile.BadZipFile) as e:
-                self.damaged[key] = f"its `correct` file cannot be read ({e})"
+            if not rows.empty:
+                self._correct[key] = self._read_correct(key, rows.iloc[0])
         return self._correct[key]
+
+    def _read_correct(self, key: str, row: pd.Series) -> Correctness | None:
+        path = Path(row["file"])
+        if file_sha256(path) != row["sha256"]:
+            state = "corrupted" if path.is_file() else "missing"
+            self.damaged[key] = f"its `correct` file {row['path']} is {state}{_REDO}"
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {n: npz[n] for n in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            self.damaged[key] = f"its `correct` file cannot be read ({e}){_REDO}"
+            return None
+        if "variant" not in arrays:
+            self.damaged[key] = ("its `correct` file was stored by an older version (no "
+                                 "`variant` column), so its intervals are left out; rerun the "
+                                 "task with this version to get them")
+            return None
+        try:
+            return Correctness.from_arrays(arrays)
+        except (KeyError, ValueError) as e:
+            self.damaged[key] = f"its `correct` file cannot be read ({e}){_REDO}"
+            return None
 
 
 def task_labels(tasks: pd.DataFrame) -> dict[str, str]:

@@ -1,0 +1,42 @@
+"""Params of ``visualize``: light (pydantic only), read when a study is planned."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from runner.kinds.sites import FeatureSelection, SiteParams
+
+#: An Adam beta: a decay rate, in [0, 1) (torch refuses anything else when the task starts).
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class VisualizeParams(SiteParams):
+    """Which features to visualize, the optimization recipe, and the panels."""
+
+    features: FeatureSelection = Field(
+        [0, 1, 2, 3], description="per layer: a list of indices, a range {start, stop, step}, "
+        "`all`, or {top: N, by: topk-activation} (the N most active on the dataset)")
+    steps: int = Field(400, ge=1, description="optimizer steps")
+    lr: float = Field(0.1, gt=0, description="Adam learning rate at the start")
+    betas: tuple[Beta, Beta] = Field((0.5, 0.99), description="Adam betas, each in [0, 1)")
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="cosine annealing to 0 over the run, or constant")
+    copies: int = Field(8, ge=1, description="augmented copies of each image per step")
+    jitter: int = Field(32, ge=0, description="circular shifts in [-jitter, jitter] pixels")
+    jitter_per_copy: bool = Field(
+        False, description="a shift per copy (default: one per step, shared, as the authors)")
+    color_mean: float = Field(1.0, ge=0, description="colour shift: mu ~ U(-m, m)")
+    color_std: float = Field(1.0, ge=0, description="colour shift: sigma = exp(U(-s, s))")
+    noise: Literal["channel", "pixel", "none"] = Field(
+        "channel", description="noise added per (image, channel) (authors' code) or per pixel "
+        "(the paper's text)")
+    noise_std: float = Field(0.5, ge=0, description="noise std at the first step, linear to 0")
+    tv_weight: float = Field(4e-4, ge=0, description="weight of total variation in the loss")
+    parameterization: Literal["pixel", "fft", "fft_decorrelated"] = Field(
+        "pixel", description="raw pixels clamped to [0, 1] (paper), or Lucid's Fourier "
+        "spectrum with a sigmoid, optionally in decorrelated colour")
+    trace_every: int = Field(50, ge=1, description="record the objective every this many steps")
+    top_images: int = Field(5, ge=1, description="images per panel (and k of `top` selection)")
+    panels: bool = Field(True, description="with a dataset: write the Figure 2 panels")
