@@ -47,12 +47,13 @@ def _load(study_file: str, max_tasks: int | None = None) -> Any:
     return load_study(study_file, max_tasks=max_tasks)
 
 
-def _plan(loaded: Any) -> Any:
-    """The study's plan; a user error the planner finds outside any one entry names the file."""
+def _plan(loaded: Any, precision: str = "fp32") -> Any:
+    """The study's plan (its keys for ``precision``); a user error the planner finds outside
+    any one entry names the file."""
     from runner.plan import make_plan
 
     try:
-        return make_plan(loaded)
+        return make_plan(loaded, precision)
     except SpecError:
         raise
     except UserError as e:
@@ -208,6 +209,25 @@ def _max_tasks_option(command: Any) -> Any:
     )(command)
 
 
+#: ``--precision``: what run computes in, so also what plan, why and report look up (its keys).
+_precision_option = click.option(
+    "--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32",
+    show_default=True, help="arithmetic of the model forwards: fp32; tf32 (CUDA matmuls in "
+    "TF32); bf16 (autocast). tf32 and bf16 are part of the task keys: their results are "
+    "stored beside fp32's.")
+
+
+class _BatchSize(click.ParamType):
+    """``--batch-size``: a whole number from 1, or ``auto``."""
+
+    name = "integer|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() != "auto":
+            return click.IntRange(1).convert(value, param, ctx)
+        return "auto"
+
+
 _check_device_option = click.option(
     "--device", default=None, help="also check that this device (cpu, cuda, cuda:1, mps, "
     "auto) is usable here, as run would.")
@@ -284,12 +304,14 @@ def _params_yaml(params_cls: Any) -> str:
 @global_options
 @click.argument("study_file", type=click.Path())
 @_check_device_option
+@_precision_option
 @_max_tasks_option
 @click.pass_context
-def plan(ctx: click.Context, study_file: str, device: str | None, max_tasks: int | None) -> None:
+def plan(ctx: click.Context, study_file: str, device: str | None, precision: str,
+         max_tasks: int | None) -> None:
     """Check the study as run would, then list every task: kind, model, params, short key,
     cached / to run."""
-    p = _plan(_load(study_file, max_tasks))
+    p = _plan(_load(study_file, max_tasks), precision)
     _check(p, p.tasks, device)
     statuses = _statuses(ctx, p)
     rows = [(t.kind, t.model or "-", t.dataset or "-", t.params_summary(), t.short,
@@ -298,18 +320,33 @@ def plan(ctx: click.Context, study_file: str, device: str | None, max_tasks: int
     _print_table(["kind", "model", "dataset", "params", "key", "status"], rows)
     n_cached = sum(s.cached for s in statuses.values())
     click.echo(f"{len(p.tasks)} tasks: {n_cached} cached, {len(p.tasks) - n_cached} to run")
+    _spare_shutdown_collections()
 
 
-def _plan_and_status(ctx: click.Context, study_file: str, max_tasks: int | None = None
-                     ) -> tuple[Any, dict[str, Any]]:
+def _spare_shutdown_collections() -> None:
+    """Move every object into the collector's permanent generation as the command ends: the
+    interpreter's shutdown would walk them all in full collections (a fifth of a cached
+    rerun's time) to free nothing that outlives the process."""
+    import gc
+
+    gc.freeze()
+
+
+def _plan_and_status(ctx: click.Context, study_file: str, max_tasks: int | None = None,
+                     precision: str = "fp32") -> tuple[Any, dict[str, Any]]:
     """The study's plan and each task's cache status (all new when there is no database)."""
-    p = _plan(_load(study_file, max_tasks))
+    p = _plan(_load(study_file, max_tasks), precision)
     return p, _statuses(ctx, p)
 
 
 def _statuses(ctx: click.Context, p: Any) -> dict[str, Any]:
-    from runner.plan import TaskStatus, cache_status
+    """Each task's cache status: read straight from a plain SQLite file when it can be (a
+    cached rerun then never imports SQLAlchemy), else through the database's engine."""
+    from runner.plan import TaskStatus, cache_status, quick_cache_status
 
+    quick = quick_cache_status(p, ctx.obj["db"], _store(ctx))
+    if quick is not None:
+        return quick
     engine = _engine(ctx, missing_ok=True)
     if engine is None:
         return {t.key: TaskStatus(False, "new") for t in p.tasks}
@@ -319,13 +356,14 @@ def _statuses(ctx: click.Context, p: Any) -> dict[str, Any]:
 @main.command()
 @global_options
 @click.argument("study_file", type=click.Path(dir_okay=False))
+@_precision_option
 @click.pass_context
-def why(ctx: click.Context, study_file: str) -> None:
+def why(ctx: click.Context, study_file: str, precision: str) -> None:
     """For each task that is not cached, what differs from the nearest cached task."""
     from runner.db import done_tasks_like
     from runner.plan import explain
 
-    p, statuses = _plan_and_status(ctx, study_file)
+    p, statuses = _plan_and_status(ctx, study_file, precision=precision)
     engine = _engine(ctx, missing_ok=True)
     pending = [t for t in p.tasks if not statuses[t.key].cached]
     if not pending:
@@ -341,10 +379,15 @@ def why(ctx: click.Context, study_file: str) -> None:
 @global_options
 @click.argument("study_file", type=click.Path())
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, auto.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=_BatchSize(),
+              help="images per batch, or auto: on a GPU as many as half its free memory "
+                   "holds by a probe of each model (at most 512), on a CPU 64.")
 @click.option("--workers", default=None, type=click.IntRange(0),
               help="data-loading (decode) processes. [default: 0 on a CPU; on a GPU one per "
                    "core but one, at most 8]")
+@click.option("--prefetch", default=2, show_default=True, type=click.IntRange(1),
+              help="batches each decode worker keeps ready ahead of the model.")
+@_precision_option
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True)
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
@@ -358,18 +401,20 @@ def why(ctx: click.Context, study_file: str) -> None:
               help="write the study's report after the run.")
 @_max_tasks_option
 @click.pass_context
-def run(ctx: click.Context, study_file: str, device: str, batch_size: int, workers: int | None,
-        executor: str, address: str | None, actors: int | None, gpus_per_actor: float | None,
-        with_report: bool, max_tasks: int | None) -> None:
+def run(ctx: click.Context, study_file: str, device: str, batch_size: int | str,
+        workers: int | None, prefetch: int, precision: str, executor: str, address: str | None,
+        actors: int | None, gpus_per_actor: float | None, with_report: bool,
+        max_tasks: int | None) -> None:
     """Run every task of a study that is not cached."""
     from runner.plan import cache_status
 
-    p, statuses = _plan_and_status(ctx, study_file, max_tasks)
+    p, statuses = _plan_and_status(ctx, study_file, max_tasks, precision)
     todo = [t for t in p.tasks if not statuses[t.key].cached]
     if not todo:  # the common rerun: answer before importing the executor
         click.echo(f"nothing to run: all {len(p.tasks)} tasks cached")
         if with_report:
             _write_report(ctx, p, cache_status)
+        _spare_shutdown_collections()
         ctx.exit(0)
     store = _run_store(ctx)  # a folder that is not a store: refused before the slow checks
     _check(p, todo, device, here=executor == "local")  # Ray workers hold their own devices
@@ -381,7 +426,7 @@ def run(ctx: click.Context, study_file: str, device: str, batch_size: int, worke
     engine = _engine(ctx, write=True, create=True)
     _claim_store(store, ctx)
     options = RunOptions(device=device, batch_size=batch_size, workers=workers,
-                         command=" ".join(["vitstudy"] + sys.argv[1:]))
+                         prefetch=prefetch, command=" ".join(["vitstudy"] + sys.argv[1:]))
     try:
         if executor == "ray":
             from runner.execute.ray import RayExecutorError, execute_ray
@@ -457,13 +502,14 @@ def _check(p: Any, tasks: list[Any], device: str | None = None, *, here: bool = 
 @global_options
 @click.argument("study_file", type=click.Path(dir_okay=False))
 @click.option("--out", default=None, help="folder (default reports/<study name>).")
+@_precision_option
 @click.pass_context
-def report(ctx: click.Context, study_file: str, out: str | None) -> None:
+def report(ctx: click.Context, study_file: str, out: str | None, precision: str) -> None:
     """Build the study's tables and figures from the database."""
     from runner.plan import cache_status
 
     loaded = _load(study_file)
-    p = _plan(loaded)
+    p = _plan(loaded, precision)
     _write_report(ctx, p, cache_status, out)
 
 

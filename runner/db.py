@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -42,6 +43,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Connection
 
+from runner.dbread import (  # noqa: F401 - re-exported: runner.db is where callers find them
+    COUNT_TASKS,
+    DEFAULT_URL,
+    SCHEMA_VERSION,
+    TaskState,
+    database_url,
+    in_list,
+    max_bound_keys,
+    read_task_states,
+    revision_id,
+)
 from runner.errors import (
     DatabaseMissing,
     DatabaseUnusable,
@@ -50,9 +62,6 @@ from runner.errors import (
     SettingError,
 )
 
-#: The schema this code reads and writes; Alembic revision ``f"{SCHEMA_VERSION:04d}"``.
-SCHEMA_VERSION = 3
-DEFAULT_URL = "sqlite:///results.db"
 #: A run whose heartbeat is older than this is presumed dead (other hosts only; on this host
 #: the process id is checked directly). ``VITSTUDY_LEASE_S`` overrides it (``lease_seconds``).
 HEARTBEAT_LEASE_S = 180.0
@@ -178,23 +187,6 @@ alembic_version = Table(
     MetaData(),
     Column("version_num", String(32), primary_key=True),
 )
-
-
-def revision_id(version: int) -> str:
-    """The Alembic revision of a schema version: ``1 -> "0001"``."""
-    return f"{version:04d}"
-
-
-def database_url(url: str | None = None) -> str:
-    """The URL to use: explicit, else ``VITSTUDY_DB``, else ``sqlite:///results.db``.
-
-    A bare ``postgresql://`` or ``postgres://`` URL means the psycopg (3) driver.
-    """
-    url = url or os.environ.get("VITSTUDY_DB") or DEFAULT_URL
-    for bare in ("postgresql://", "postgres://"):
-        if url.startswith(bare):
-            return "postgresql+psycopg://" + url[len(bare):]
-    return url
 
 
 def _sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
@@ -551,35 +543,32 @@ def lease_seconds() -> float:
 # --------------------------------------------------------------------------------- tasks
 
 
-@dataclass(frozen=True)
-class TaskState:
-    """A task's row as the planner needs it."""
-
-    key: str
-    status: str
-    artifacts: tuple[tuple[str, str, int], ...]  # (role, path, bytes)
-    key_parts: str | None
-
-
 def task_states(engine: Engine, keys: Iterable[str] | None = None) -> dict[str, TaskState]:
-    """Status and artifact list of the given tasks (all tasks when ``keys`` is None)."""
-    keys = None if keys is None else list(keys)
-    out: dict[str, TaskState] = {}
-    arts: dict[str, list[tuple[str, str, int]]] = {}
+    """Status and artifact list of the given tasks (all tasks when ``keys`` is None), one query
+    per table on any backend (``runner.dbread.read_task_states``)."""
     with read(engine) as conn:
-        for chunk in _chunks(keys):
-            q = select(tasks.c.key, tasks.c.status, tasks.c.key_parts)
-            qa = select(artifacts.c.task_key, artifacts.c.role, artifacts.c.path, artifacts.c.bytes)
-            if chunk is not None:
-                q = q.where(tasks.c.key.in_(chunk))
-                qa = qa.where(artifacts.c.task_key.in_(chunk))
-            for k, role, path, size in conn.execute(qa):
-                arts.setdefault(k, []).append((role, path, size))
-            for k, status, parts in conn.execute(q):
-                out[k] = TaskState(k, status, (), parts)
-    return {
-        k: TaskState(k, s.status, tuple(arts.get(k, ())), s.key_parts) for k, s in out.items()
-    }
+        return read_task_states(
+            lambda sql, column, chunk: _select_keys(conn, sql, column, chunk),
+            lambda: conn.exec_driver_sql(COUNT_TASKS).scalar_one(), keys,
+            max_bound_keys(conn.dialect.name))
+
+
+#: The mark of a positional parameter, by DB-API paramstyle (``named`` ones are SQLAlchemy's).
+_POSITIONAL = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _select_keys(conn: Connection, select_sql: str, column: str,
+                 keys: list[str] | None) -> list[Any]:
+    """The rows of ``select_sql`` whose ``column`` is one of ``keys`` (all rows for None), the
+    list written as the driver's own parameters: SQLAlchemy's expanding ``IN`` would cost as
+    much as the query itself at 10,000 keys."""
+    if keys is None:
+        return conn.exec_driver_sql(select_sql).all()
+    mark = _POSITIONAL.get(conn.dialect.paramstyle)
+    if mark is None:
+        return conn.execute(text(f"{select_sql} WHERE {column} IN :keys").bindparams(
+            bindparam("keys", expanding=True)), {"keys": keys}).all()
+    return conn.exec_driver_sql(in_list(select_sql, column, len(keys), mark), tuple(keys)).all()
 
 
 def done_tasks_like(engine: Engine, kind: str, model: str | None) -> list[dict[str, Any]]:
@@ -591,14 +580,6 @@ def done_tasks_like(engine: Engine, kind: str, model: str | None) -> list[dict[s
         return [
             {"key": k, "parts": json.loads(p)} for k, p in conn.execute(q) if p is not None
         ]
-
-
-def _chunks(keys: list[str] | None, size: int = 500) -> Iterator[list[str] | None]:
-    if keys is None:
-        yield None
-        return
-    for i in range(0, len(keys), size):
-        yield keys[i : i + size]
 
 
 def claim_task(

@@ -3,7 +3,9 @@
 ``key = sha256(canonical_json({kind, kind_version, params, model_id, dataset_id, upstream,
 seed}))``. Params are hashed after validation with defaults filled in; datasets and models by
 identity (content, name + tag, file hash), never by path. Paths, device, batch size and
-workers are provenance, not identity. Planning imports neither torch nor timm.
+workers are provenance, not identity. A run's ``--precision`` other than fp32 is part of the
+key of every task that runs its model's forwards (``precision_key``). Planning imports neither
+torch nor timm.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from typing import Any
 
 from runner.errors import DatasetError, ModelError, PlanError, SpecError
 from runner.kinds import get_kind
-from runner.kinds.base import KindParams
+from runner.kinds.base import KindParams, check_precision
 from runner.schema import ImagenetDataset
-from runner.spec import LoadedStudy, dotted, expand_sweep
+from runner.spec import LoadedStudy, dotted, gc_paused
+
+#: ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, made once:
+#: ``dumps`` would build an encoder per call, and a plan makes one call per task.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: equal content, equal text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(obj)
 
 
 def task_key(parts: dict[str, Any]) -> str:
@@ -77,6 +83,7 @@ class Task:
 class Plan:
     study: LoadedStudy
     tasks: list[Task]
+    precision: str = "fp32"  # the forwards' arithmetic the keys were made for (and run at)
 
     def by_key(self) -> dict[str, Task]:
         return {t.key: t for t in self.tasks}
@@ -117,8 +124,11 @@ class _Identities:
         return SpecError(self.loaded.path, self.loaded.line_of(*key), dotted(key), str(e))
 
 
-def make_plan(loaded: LoadedStudy) -> Plan:
-    """Every task of the study, upstream train tasks first, without duplicates."""
+@gc_paused()
+def make_plan(loaded: LoadedStudy, precision: str = "fp32") -> Plan:
+    """Every task of the study, upstream train tasks first, without duplicates; its tasks run
+    their forwards at ``precision`` (``runner.kinds.base.PRECISIONS``)."""
+    check_precision(precision)
     study = loaded.study
     ids = _Identities(loaded)
     dataset_id, model_id = ids.dataset, ids.model
@@ -133,25 +143,26 @@ def make_plan(loaded: LoadedStudy) -> Plan:
             continue
         train_kind = get_kind("train")
         params = train_kind.Params.model_validate(spec.train.model_dump(exclude={"dataset"}))
-        t = _make_task("train", params, model=name, model_id=model_id(name),
+        t = _TaskMaker("train", model=name, model_id=model_id(name),
                        dataset=spec.train.dataset, dataset_id=dataset_id(spec.train.dataset),
-                       upstream=[], seed=0, entry=None, dataset_id_of=dataset_id)
+                       upstream=[], seed=0, entry=None, dataset_id_of=dataset_id,
+                       precision=precision).task(params)
         train_keys[name] = t.key
         add(t)
 
     for i, entry in enumerate(study.studies):
-        kind = get_kind(entry.kind)
-        for combo, _ in expand_sweep(entry):
-            params = kind.Params.model_validate(combo)
+        makers: dict[str | None, _TaskMaker] = {}
+        for params in loaded.entry_params(i):  # validated once, by load_study
             for model in entry.models or [None]:
-                upstream = [train_keys[model]] if model in train_keys else []
-                add(_make_task(entry.kind, params, model=model,
-                               model_id=model_id(model) if model else None,
-                               dataset=entry.dataset, dataset_id=dataset_id(entry.dataset),
-                               upstream=upstream, seed=entry.seed, entry=i,
-                               dataset_id_of=dataset_id))
+                if model not in makers:  # identities in the order the tasks need them
+                    makers[model] = _TaskMaker(
+                        entry.kind, model=model, model_id=model_id(model) if model else None,
+                        dataset=entry.dataset, dataset_id=dataset_id(entry.dataset),
+                        upstream=[train_keys[model]] if model in train_keys else [],
+                        seed=entry.seed, entry=i, dataset_id_of=dataset_id, precision=precision)
+                add(makers[model].task(params))
     _check_distinct_models(loaded, ids.models)
-    return Plan(loaded, list(tasks.values()))
+    return Plan(loaded, list(tasks.values()), precision)
 
 
 def _check_distinct_models(loaded: LoadedStudy, model_ids: dict[str, str]) -> None:
@@ -174,25 +185,72 @@ def _check_distinct_models(loaded: LoadedStudy, model_ids: dict[str, str]) -> No
         first_of[identity] = name
 
 
-def _make_task(kind_name: str, params: KindParams, *, model: str | None, model_id: str | None,
-               dataset: str | None, dataset_id: str | None, upstream: list[str], seed: int,
-               entry: int | None, dataset_id_of: Any) -> Task:
-    kind = get_kind(kind_name)
-    params_json = params.model_dump(mode="json")
-    for param in kind.dataset_params:  # hash what a dataset param names, not its name
-        if params_json.get(param) is not None:
-            params_json[param] = {"dataset": dataset_id_of(params_json[param])}
-    parts = {
-        "kind": kind_name,
-        "kind_version": kind.version,
-        "params": params_json,
-        "model_id": model_id,
-        "dataset_id": dataset_id,
-        "upstream": sorted(upstream),
-        "seed": seed,
-    }
-    return Task(key=task_key(parts), kind=kind_name, params=params, key_parts=parts,
-                model=model, dataset=dataset, upstream=list(upstream), seed=seed, entry=entry)
+#: Stands for the params while the JSON around them is made (no identity holds a NUL).
+_PARAMS_MARK = "\x00params\x00"
+
+
+@dataclass
+class _TaskMaker:
+    """What the tasks of one study entry on one model share: every key part but the params,
+    and the canonical JSON around them. A task then costs one dump of its params and one hash,
+    byte-identical to hashing its whole parts dict (``task_key``)."""
+
+    kind_name: str
+    model: str | None
+    model_id: str | None
+    dataset: str | None
+    dataset_id: str | None
+    upstream: list[str]
+    seed: int
+    entry: int | None
+    dataset_id_of: Any
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        self.kind = get_kind(self.kind_name)
+        mark = canonical_json(_PARAMS_MARK)
+        head, found, tail = canonical_json(self.parts(_PARAMS_MARK)).partition(mark)
+        self.around = (head, tail) if found and mark not in tail else None
+
+    def parts(self, params_json: Any) -> dict[str, Any]:
+        """The key parts of the task with these params (dumped, dataset params resolved)."""
+        parts = {
+            "kind": self.kind_name,
+            "kind_version": self.kind.version,
+            "params": params_json,
+            "model_id": self.model_id,
+            "dataset_id": self.dataset_id,
+            "upstream": sorted(self.upstream),
+            "seed": self.seed,
+        }
+        if precision_key(self.kind, self.model, self.precision):
+            parts["precision"] = self.precision
+        return parts
+
+    def task(self, params: KindParams) -> Task:
+        """The task of these (validated) params, with its key."""
+        params_json = params.model_dump(mode="json")
+        for param in self.kind.dataset_params:  # hash what a dataset param names, not its name
+            if params_json.get(param) is not None:
+                params_json[param] = {"dataset": self.dataset_id_of(params_json[param])}
+        parts = self.parts(params_json)
+        if self.around is None:  # an identity that holds the mark itself: dump it all
+            key = task_key(parts)
+        else:
+            text = self.around[0] + canonical_json(params_json) + self.around[1]
+            key = hashlib.sha256(text.encode()).hexdigest()
+        return Task(key=key, kind=self.kind_name, params=params, key_parts=parts,
+                    model=self.model, dataset=self.dataset, upstream=list(self.upstream),
+                    seed=self.seed, entry=self.entry)
+
+
+def precision_key(kind: Any, model: str | None, precision: str) -> bool:
+    """Whether ``precision`` joins a task's key parts: not fp32 (today's keys, byte for byte),
+    and only for a task that runs forwards of its model and does not train it (training keeps
+    fp32, so its weights and every key downstream stay shared). tf32 counts even on a CPU,
+    where it equals fp32: a key never depends on the machine (Ray workers may hold GPUs the
+    planner lacks), so a tf32 result is always the one asked for."""
+    return precision != "fp32" and model is not None and not kind.trains_model
 
 
 # --------------------------------------------------------------------------- cache state
@@ -206,22 +264,46 @@ class TaskStatus:
     reason: str  # "cached", "new", "failed", "running", "artifacts missing", ...
 
 
+_CACHED = TaskStatus(True, "cached")
+_NEW = TaskStatus(False, "new")
+_MISSING = TaskStatus(False, "artifacts missing")
+
+
+@gc_paused()
 def cache_status(plan: Plan, engine: Any, store: Any) -> dict[str, TaskStatus]:
-    """Which tasks are done with intact artifacts (cached) and why the others must run."""
+    """Which tasks are done with intact artifacts (cached) and why the others must run: one
+    query per table (``db.task_states``) and one ``stat`` per artifact, nothing per task."""
     from runner.db import task_states
 
-    states = task_states(engine, [t.key for t in plan.tasks])
+    return _status_of(plan, task_states(engine, [t.key for t in plan.tasks]), store)
+
+
+@gc_paused()
+def quick_cache_status(plan: Plan, db_option: str | None,
+                       store: Any) -> dict[str, TaskStatus] | None:
+    """``cache_status`` in the database ``db_option`` names, read without SQLAlchemy when it is
+    a plain SQLite file of this code's schema (``runner.dbread``): a cached rerun answers
+    without importing it. None when that cannot tell; then connect, and ask ``cache_status``."""
+    from runner.dbread import sqlite_task_states
+
+    states = sqlite_task_states(db_option, [t.key for t in plan.tasks])
+    return None if states is None else _status_of(plan, states, store)
+
+
+def _status_of(plan: Plan, states: dict[str, Any], store: Any) -> dict[str, TaskStatus]:
+    """Each task's status from its row's state (``db.TaskState``) and its artifact files."""
+    intact = store.intact
     out: dict[str, TaskStatus] = {}
     for t in plan.tasks:
         s = states.get(t.key)
         if s is None:
-            out[t.key] = TaskStatus(False, "new")
+            out[t.key] = _NEW
         elif s.status != "done":
             out[t.key] = TaskStatus(False, s.status)
-        elif not all(store.intact(path, size) for _, path, size in s.artifacts):
-            out[t.key] = TaskStatus(False, "artifacts missing")
+        elif all(intact(path, size) for _, path, size in s.artifacts):
+            out[t.key] = _CACHED
         else:
-            out[t.key] = TaskStatus(True, "cached")
+            out[t.key] = _MISSING
     return out
 
 

@@ -7,8 +7,11 @@ replaced by the environment variable ``VAR`` (``${VAR:-default}`` gives a defaul
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,23 @@ from runner.schema import json_schema as _schema_json
 
 __all__ = [
     "MAX_TASKS", "MAX_YAML_NODES", "LoadedStudy", "dotted", "entry_task_count", "expand_sweep",
-    "expanded_size", "json_schema", "load_study",
+    "expanded_size", "gc_paused", "json_schema", "load_study",
 ]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector held while a study's thousands of lasting objects are built
+    (nodes, params, tasks): each collection would walk them all again, to free nothing. Also
+    a decorator; inside another pause (or with the collector off) it changes nothing."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class LoadedStudy:
@@ -34,6 +52,7 @@ class LoadedStudy:
         self.path = path
         self.base_dir = path.parent
         self.lines = lines
+        self._params: dict[int, list[Any]] = {}  # by entry: what _check_params validated
 
     @property
     def name(self) -> str:
@@ -41,6 +60,15 @@ class LoadedStudy:
 
     def line_of(self, *key: Any) -> int | None:
         return _nearest_line(self.lines, key)
+
+    def entry_params(self, index: int) -> list[Any]:
+        """The validated params of each task of ``studies[index]``, in sweep order: validated
+        once, by ``load_study``, and shared with the planner."""
+        if index not in self._params:
+            entry = self.study.studies[index]
+            params_cls = get_kind(entry.kind).Params
+            self._params[index] = [params_cls.model_validate(c) for c, _ in expand_sweep(entry)]
+        return self._params[index]
 
 
 # -------------------------------------------------------------------------------- loading
@@ -59,6 +87,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+@gc_paused()
 def load_study(path: str | Path, max_tasks: int = MAX_TASKS) -> LoadedStudy:
     """Read, interpolate and validate a study file; raise ``SpecError`` on any problem,
     including a study that expands to more than ``max_tasks`` tasks."""
@@ -112,8 +141,8 @@ def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
     try:
         node = yaml.compose(text, Loader=_Loader)
         if node is not None:
-            _check_expansion(path, node, MAX_YAML_NODES)
-        data = None if node is None else _Loader("").construct_document(node)
+            _check_expansion(path, node, MAX_YAML_NODES, aliases="*" in text)
+        data = None if node is None else _construct(_Loader(""), node)
     except RecursionError:
         raise SpecError(path, None, None, "the YAML is nested too deeply to read") from None
     except yaml.YAMLError as e:
@@ -125,6 +154,56 @@ def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
     if node is not None:
         _walk_lines(path, node, (), lines)
     return lines, data
+
+
+#: The tags of what study files hold: the constructors of these build what the loader would.
+_PLAIN_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float",
+                                                               "str"))
+_SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
+
+
+class _NotPlain(Exception):
+    """A node ``_plain`` leaves to the loader (a merge key, a set, a timestamp, a custom tag)."""
+
+
+def _construct(loader: Any, node: yaml.Node) -> Any:
+    """``loader.construct_document(node)``, in one direct walk where the document holds only
+    plain mappings, sequences and scalars (the loader's per-node machinery is most of a big
+    sweep's loading time). Anything else, or any error, and the loader builds it all itself,
+    exactly as before, raising its own error."""
+    try:
+        return _plain(loader, node, {})
+    except Exception:  # noqa: BLE001 - redone by the loader, which raises what it raises
+        return loader.construct_document(node)
+
+
+def _plain(loader: Any, node: yaml.Node, made: dict[int, Any]) -> Any:
+    """The value of a plain node; ``made``: the collections built so far, by node (an alias
+    gives the same object, as the loader's does)."""
+    if isinstance(node, yaml.ScalarNode):
+        tag, text = node.tag, node.value
+        if tag == _STR:
+            return text
+        if tag == _INT and text.isdigit() and (text[0] != "0" or text == "0"):
+            return int(text)  # what the loader makes of plain decimal digits
+        if tag not in _PLAIN_SCALARS:
+            raise _NotPlain(tag)
+        return loader.yaml_constructors[tag](loader, node)
+    if id(node) in made:
+        return made[id(node)]
+    if node.tag == _SEQ and isinstance(node, yaml.SequenceNode):
+        items = made[id(node)] = []
+        items.extend([_plain(loader, item, made) for item in node.value])
+        return items
+    if node.tag != _MAP or not isinstance(node, yaml.MappingNode):
+        raise _NotPlain(node.tag)
+    mapping = made[id(node)] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):  # unhashable, or rare: the loader's
+            raise _NotPlain(key_node.tag)
+        mapping[_plain(loader, key_node, made)] = _plain(loader, value_node, made)
+    return mapping
 
 
 def _node_children(node: yaml.Node) -> list[yaml.Node]:
@@ -143,12 +222,13 @@ def expanded_size(root: yaml.Node, limit: int) -> int:
     sizes: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    skip = yaml.ScalarNode if limit >= 1 else ()  # a scalar counts 1 and holds nothing
     while stack:
         node, children_done = stack.pop()
         key = id(node)
         if children_done:
             on_path.discard(key)
-            sizes[key] = 1 + sum(sizes[id(c)] for c in _node_children(node))
+            sizes[key] = 1 + sum(sizes.get(id(c), 1) for c in _node_children(node))
             if sizes[key] > limit:
                 raise ExpansionError(f"expand the document past {limit:,} values (a study "
                                      "file may hold at most that many)", _line(node))
@@ -158,7 +238,7 @@ def expanded_size(root: yaml.Node, limit: int) -> int:
         elif key not in sizes:
             on_path.add(key)
             stack.append((node, True))
-            stack.extend((c, False) for c in _node_children(node))
+            stack.extend((c, False) for c in _node_children(node) if not isinstance(c, skip))
     return sizes[id(root)]
 
 
@@ -167,11 +247,26 @@ def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-def _check_expansion(path: Path, node: yaml.Node, limit: int) -> None:
+def _check_expansion(path: Path, node: yaml.Node, limit: int, aliases: bool = True) -> None:
+    """``SpecError`` unless ``node`` expands to at most ``limit`` values. A document without
+    aliases (no ``*`` in its text) is a tree: when its node count is within the limit, so is
+    every part of it, and the thorough walk is spared."""
+    if not aliases and _tree_size(node) <= limit:
+        return
     try:
         expanded_size(node, limit)
     except ExpansionError as e:
         raise SpecError(path, e.line, None, f"YAML aliases (`*name`) here {e}") from None
+
+
+def _tree_size(root: yaml.Node) -> int:
+    """How many nodes a document without aliases holds (each is reached once)."""
+    size, stack = 1, [root]
+    while stack:
+        children = _node_children(stack.pop())
+        size += len(children)
+        stack.extend(c for c in children if not isinstance(c, yaml.ScalarNode))
+    return size
 
 
 def _walk_lines(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int]) -> None:
@@ -185,19 +280,23 @@ def _walk_lines(path: Path, node: yaml.Node, at: tuple, lines: dict[tuple, int])
                                 "duplicate key")
             seen.add(key)
             lines[at + (key,)] = key_node.start_mark.line + 1
-            _walk_lines(path, value_node, at + (key,), lines)
+            if not isinstance(value_node, yaml.ScalarNode):  # nothing below a scalar
+                _walk_lines(path, value_node, at + (key,), lines)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[at + (i,)] = item.start_mark.line + 1
-            _walk_lines(path, item, at + (i,), lines)
+            if not isinstance(item, yaml.ScalarNode):
+                _walk_lines(path, item, at + (i,), lines)
 
 
 def _interpolate(path: Path, value: Any, lines: dict[tuple, int], at: tuple) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string."""
     if isinstance(value, dict):
-        return {k: _interpolate(path, v, lines, at + (k,)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(path, v, lines, at + (i,)) for i, v in enumerate(value)]
+        return {k: _interpolate(path, v, lines, at + (k,)) if isinstance(v, _TEXTUAL) else v
+                for k, v in value.items()}
+    if isinstance(value, list):  # a sweep's thousands of numbers are passed by as they are
+        return [_interpolate(path, v, lines, at + (i,)) if isinstance(v, _TEXTUAL) else v
+                for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -219,6 +318,10 @@ def _interpolate(path: Path, value: Any, lines: dict[tuple, int], at: tuple) -> 
                         f"variable {names} is unset or empty); set it to the path (an empty "
                         "path would mean the current folder)")
     return result
+
+
+#: What ``_interpolate`` looks into: strings, and the containers that may hold them.
+_TEXTUAL = (str, dict, list)
 
 
 def _nearest_line(lines: dict[tuple, int], key: tuple) -> int | None:
@@ -351,7 +454,7 @@ def _check_references(loaded: LoadedStudy) -> None:
 
 def _check_params(loaded: LoadedStudy, at: tuple, entry: StudyEntry, kind: Kind) -> None:
     """An entry's sweep names the kind's params, and every combination validates; datasets
-    its params name exist."""
+    its params name exist. The validated params are kept for the planner (``entry_params``)."""
     datasets = loaded.study.datasets
     fields = kind.Params.model_fields
     for param, values in entry.sweep.items():
@@ -360,6 +463,7 @@ def _check_params(loaded: LoadedStudy, at: tuple, entry: StudyEntry, kind: Kind)
                         f"{param!r}; its params: {', '.join(fields)}")
         if not values:
             raise _fail(loaded, at + ("sweep", param), "a sweep needs at least one value")
+    validated = []
     for combo, where in expand_sweep(entry):
         try:
             params = kind.Params.model_validate(combo)
@@ -376,6 +480,8 @@ def _check_params(loaded: LoadedStudy, at: tuple, entry: StudyEntry, kind: Kind)
             if ref is not None and ref not in datasets:
                 raise _fail(loaded, at + ("params", param), f"unknown dataset {ref!r}; known: "
                             f"{_known(datasets)}")
+        validated.append(params)
+    loaded._params[at[1]] = validated
 
 
 def entry_task_count(entry: StudyEntry) -> int:
@@ -408,7 +514,8 @@ def expand_sweep(entry: StudyEntry) -> list[tuple[dict[str, Any], set[str]]]:
 
     keys = list(entry.sweep)
     combos = itertools.product(*(entry.sweep[k] for k in keys)) if keys else [()]
-    return [(dict(entry.params, **dict(zip(keys, values, strict=True))), set(keys))
+    swept = set(keys)  # one set for all combinations: it is only read
+    return [({**entry.params, **dict(zip(keys, values, strict=True))}, swept)
             for values in combos]
 
 

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "runner/models/": 1,
     "runner/data/": 1,
     "runner/db.py": 1,
+    "runner/dbread.py": 1,  # task states read with sqlite3 on the cached path (no SQLAlchemy)
     "runner/migrations/": 1,
     "runner/results/": 1,
     # 2: the study kinds (declarations, runs, report sections)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from runner import db
+from runner import db, dbread
 from tests.helpers import run_together
 from tests.postgres import db_url, postgres_server, postgres_url  # noqa: F401 (fixtures)
 
@@ -122,3 +122,32 @@ def test_concurrent_claims_from_processes_give_exactly_one_winner(
     db.connect(url)
     wins = run_together(_claim_in_process, (url, "c" * 64), 6, timeout=60)
     assert wins.count(True) == 1
+
+
+def _states(engine, keys: list[str] | None = None) -> dict[str, tuple]:
+    """``task_states`` with each task's artifacts sorted (rows come back in no fixed order)."""
+    return {k: (s.status, sorted(s.artifacts)) for k, s in db.task_states(engine, keys).items()}
+
+
+def test_task_states_gives_the_same_states_whichever_way_it_reads(
+        engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = _run(engine)
+    keys = [f"{i:064x}" for i in range(7)]
+    for i, key in enumerate(keys):
+        db.claim_task(engine, _row(key), run_id)
+        if i % 2:
+            db.finish_task(engine, key, metric_rows=[], info={}, device="cpu", artifact_rows=[
+                {"role": r, "path": f"{key}.{r}", "sha256": "0" * 64, "bytes": i}
+                for r in ("a", "b")])
+    asked = [*keys, "f" * 64]  # a key without a row is left out
+    whole = _states(engine, asked)
+    monkeypatch.setattr(db, "max_bound_keys", lambda dialect: 3)
+    assert _states(engine, asked) == whole == _states(engine)
+    monkeypatch.setattr(db, "_POSITIONAL", {})  # a driver of named parameters
+    assert _states(engine, asked) == whole
+    monkeypatch.setattr(dbread, "_SCAN_FROM", 1)  # the tables read whole
+    assert _states(engine, asked) == whole
+    assert _states(engine, keys[:3]) == {k: whole[k] for k in keys[:3]}
+    assert whole == {k: ("done", [("a", f"{k}.a", i), ("b", f"{k}.b", i)]) if i % 2 else
+                     ("running", []) for i, k in enumerate(keys)}
+    assert db.task_states(engine, []) == {}

@@ -40,6 +40,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.images)
 
+    def pin_memory(self) -> Batch:
+        """The batch with its tensors in page-locked memory, so that copies to a GPU can run
+        asynchronously (``non_blocking=True``); DataLoader's pinning thread calls this."""
+        return Batch(self.indices.pin_memory(), [image.pin_memory() for image in self.images],
+                     self.labels.pin_memory(), self.boxes, self.skipped)
+
 
 @dataclass
 class ImageDataset:
@@ -68,14 +74,17 @@ class ImageDataset:
         return None if mask_path is None else read_mask(mask_path)
 
     def batches(
-        self, batch_size: int, *, indices: Sequence[int] | None = None, workers: int = 0
+        self, batch_size: int, *, indices: Sequence[int] | None = None, workers: int = 0,
+        pin_memory: bool = False, prefetch: int | None = None,
     ) -> Iterator[Batch]:
         """Decoded batches in index order; unreadable images are skipped and counted.
 
         One ``Batch`` per ``batch_size`` consecutive indices (all of them, or ``indices`` in the
         order given); unreadable images are left out of it and counted in ``skipped``, so a
         batch can be shorter than asked, even empty. Boxes are clipped to the decoded image.
-        ``workers > 0`` decodes in that many DataLoader worker processes, in the same order.
+        ``workers > 0`` decodes in that many DataLoader worker processes, in the same order,
+        each keeping ``prefetch`` batches ready (None: DataLoader's default). ``pin_memory``
+        hands out batches in page-locked memory (for asynchronous copies to a GPU).
         A pass over the whole dataset raises ``DatasetError`` after its last batch if not one
         image could be decoded.
         """
@@ -84,7 +93,7 @@ class ImageDataset:
         order = list(range(len(self))) if indices is None else [int(i) for i in indices]
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         decoded = skipped = 0
-        for batch in self._decode_chunks(chunks, workers):
+        for batch in self._decode_chunks(chunks, workers, pin_memory, prefetch):
             decoded, skipped = decoded + len(batch), skipped + batch.skipped
             yield batch
         if indices is None and skipped and not decoded:
@@ -100,17 +109,20 @@ class ImageDataset:
             "right folder."
         )
 
-    def _decode_chunks(self, chunks: list[list[int]], workers: int) -> Iterator[Batch]:
+    def _decode_chunks(self, chunks: list[list[int]], workers: int, pin_memory: bool = False,
+                       prefetch: int | None = None) -> Iterator[Batch]:
         """One decoded ``Batch`` per chunk of indices, in this process or in DataLoader
-        workers."""
+        workers (pinned if asked, ``prefetch`` batches ahead per worker)."""
         if workers <= 0:
             for chunk in chunks:
-                yield _collate([_decoded(self, i) for i in chunk])
+                batch = _collate([_decoded(self, i) for i in chunk])
+                yield batch.pin_memory() if pin_memory else batch
             return
         from torch.utils.data import DataLoader
 
         yield from DataLoader(
-            _DecodeView(self), batch_sampler=chunks, num_workers=workers, collate_fn=_collate
+            _DecodeView(self), batch_sampler=chunks, num_workers=workers, collate_fn=_collate,
+            pin_memory=pin_memory, prefetch_factor=prefetch,
         )
 
 

@@ -31,11 +31,13 @@ from sqlalchemy import Engine
 
 from runner import db
 from runner.execute.display import Display
-from runner.execute.fused import pass_runner, run_fused
+from runner.execute.fused import pass_runner, pass_settings, run_fused
 from runner.execute.integrity import checked_path, corrupted_upstream, task_sink
 from runner.execute.provenance import (
     device_label,
+    probe_image_bytes,
     provenance,
+    resolve_batch_size,
     resolve_device,
     resolve_workers,
 )
@@ -59,11 +61,13 @@ CLAIM_BATCH = 16
 
 @dataclass
 class RunOptions:
-    """How to run; none of this is part of any task key."""
+    """How to run; none of this is part of any task key (the precision, which can be, is the
+    plan's: ``Plan.precision``)."""
 
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int | str = 64  # or "auto": from free device memory (resolve_batch_size)
     workers: int | None = None  # None: 0 on a CPU, several on a GPU (resolve_workers)
+    prefetch: int = 2  # batches each decode worker keeps ready (DataLoader prefetch_factor)
     command: str = "run"
     claim_batch: int = CLAIM_BATCH  # fusable tasks claimed at once (see ``work_batches``)
 
@@ -234,6 +238,7 @@ class GroupRunner:
         self.base_dir = plan.study.base_dir
         self.by_key = plan.by_key()
         self._datasets: dict[str, ImageDataset] = {}
+        self._batch_sizes: dict[str | None, int] = {}  # model -> batch size (``auto`` probed)
 
     def run_group(self, tasks: list[Task], report: Outcomes) -> None:
         """Run ``tasks`` (already claimed), loading their model once, fusing what can be."""
@@ -265,8 +270,10 @@ class GroupRunner:
         ctx = TaskContext(
             key=task.key, kind=task.kind, params=task.params, seed=task.seed,
             sink=self.sink_for(task),
-            device=self.device, batch_size=self.options.batch_size, workers=self.workers,
-            model_name=task.model, dataset_name=task.dataset, upstream=upstream,
+            device=self.device, batch_size=self._batch_size(task.model, load_model),
+            workers=self.workers, prefetch=self.options.prefetch,
+            precision=self.plan.precision, model_name=task.model, dataset_name=task.dataset,
+            upstream=upstream,
             progress=Progress(report.progress),
             load_model=load_model if spec is not None else None,
             load_dataset=(lambda: self._dataset(task.dataset)) if task.dataset else None,
@@ -274,7 +281,18 @@ class GroupRunner:
             log=lambda text: report.message(f"{label}: {text}"),
         )
         ctx.run_pass = pass_runner(ctx)
+        if self.options.batch_size == "auto":  # recorded with the task (``record_success``)
+            ctx.result.info["batch_size"] = ctx.batch_size
         return ctx
+
+    def _batch_size(self, model: str | None, load_model: Callable[[], LoadedModel]) -> int:
+        """The batch size of a task on ``model``: as asked; ``auto`` is probed once per model
+        on a GPU (``resolve_batch_size``), 64 elsewhere and for a task without a model."""
+        if model not in self._batch_sizes:
+            self._batch_sizes[model] = resolve_batch_size(
+                self.options.batch_size, self.device if model else "cpu",
+                lambda: probe_image_bytes(load_model(), self.device, self.plan.precision))
+        return self._batch_sizes[model]
 
     def _load_model(self, task: Task, spec: ModelSpec,
                     upstream: dict[str, Upstream]) -> LoadedModel:
@@ -339,8 +357,7 @@ class GroupRunner:
         try:
             _seed_everything(evaluators[0][0].seed)
             errors = run_fused([ev for _, ev in evaluators], first.model, first.dataset,
-                               batch_size=self.options.batch_size, device=self.device,
-                               workers=self.workers, progress=first.progress)
+                               progress=first.progress, **pass_settings(first))
         except Exception as e:  # noqa: BLE001 - the shared loop broke: every task fails
             stop_if_fatal(e)
             for task, _ in evaluators:
@@ -507,8 +524,10 @@ class Runner:
     def record_success(self, task: Task, result: TaskResult, seconds: float, *,
                        device: str | None = None, host: str | None = None) -> None:
         """Commit a task's rows (its artifacts are already in the store) and show it done."""
-        info = dict(result.info, batch_size=self.options.batch_size,
-                    workers=resolve_workers(self.options.workers, device or self.device))
+        info = dict(result.info, batch_size=result.info.get("batch_size",
+                                                            self.options.batch_size),
+                    workers=resolve_workers(self.options.workers, device or self.device),
+                    precision=self.plan.precision)
         db.finish_task(self.engine, task.key,
                        metric_rows=[asdict(m) for m in result.metrics],
                        artifact_rows=[asdict(a) for a in result.artifacts],

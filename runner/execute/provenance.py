@@ -1,15 +1,20 @@
-"""What a run records about where it ran: code version, packages, device. Not hashed."""
+"""What a run records about where it ran (code version, packages, device), and the run
+settings resolved for that device (workers, ``--batch-size auto``). Not hashed."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import DeviceError
+
+if TYPE_CHECKING:
+    from runner.models.base import LoadedModel
 
 PACKAGES = ("vitstudy", "torch", "torchvision", "timm", "open_clip_torch", "numpy", "pillow",
             "sqlalchemy", "pandas")
@@ -96,6 +101,74 @@ def resolve_workers(workers: int | None, device: str) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(MAX_AUTO_WORKERS, cores - 1))
+
+
+#: ``--batch-size auto`` off a CUDA device: a CPU gains nothing from larger batches.
+AUTO_BATCH_CPU = 64
+#: The most ``auto`` chooses on a GPU: a ViT's throughput has stopped growing well before,
+#: and a larger batch only delays the first results and holds more decoded images.
+AUTO_BATCH_CAP = 512
+#: Share of the free device memory ``auto`` fills with the probed per-image cost; the rest is
+#: for what the probe does not see (decoded native images, a pass's variants, fragmentation).
+AUTO_BATCH_SHARE = 0.5
+
+
+def auto_batch_size(free_bytes: float, per_image_bytes: float, *, cap: int = AUTO_BATCH_CAP,
+                    share: float = AUTO_BATCH_SHARE) -> int:
+    """The ``auto`` rule: as many images as ``share`` of ``free_bytes`` holds at
+    ``per_image_bytes`` each, at most ``cap``, rounded down to a multiple of 8 (what tensor
+    cores tile) from 8 up, never below 1."""
+    fit = cap if per_image_bytes <= 0 else int(free_bytes * share // per_image_bytes)
+    size = min(cap, fit)
+    return max(1, size - size % 8 if size >= 8 else size)
+
+
+def resolve_batch_size(batch_size: int | str, device: str,
+                       per_image_bytes: Callable[[], float]) -> int:
+    """A run's batch size: as given; ``auto`` -> ``AUTO_BATCH_CPU`` off CUDA, else
+    ``auto_batch_size`` of the device's free memory and ``per_image_bytes()`` (a probe)."""
+    if batch_size != "auto":
+        return int(batch_size)
+    if not device.startswith("cuda"):
+        return AUTO_BATCH_CPU
+    import torch
+
+    per_image = per_image_bytes()
+    dev = torch.device(device)
+    free, _ = torch.cuda.mem_get_info(dev)  # plus what torch holds cached and unused
+    free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+    return auto_batch_size(free, per_image)
+
+
+def probe_image_bytes(model: LoadedModel, device: str, precision: str = "fp32",
+                      sizes: tuple[int, int] = (4, 8)) -> float:
+    """Device memory one more image costs: peak memory of a forward at ``precision`` with
+    gradients to its input (the most any kind asks of a batch: visualize's optimization),
+    measured at two batch ``sizes``, the difference per image (CUDA only)."""
+    import torch
+
+    from runner.kinds.base import precision_scope
+
+    dev, side = torch.device(device), model.preprocess.size
+    training = model.net.training
+    model.net.eval()
+    peaks = []
+    try:
+        for n in sizes:
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+            x = torch.rand(n, 3, side, side, device=dev, requires_grad=True)
+            with precision_scope(dev, precision):
+                out = model(x)
+            torch.autograd.grad(out.float().sum(), x)
+            peaks.append(torch.cuda.max_memory_allocated(dev) - base)
+            del x, out
+    finally:
+        model.net.train(training)
+        torch.cuda.empty_cache()
+    per_image = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
+    return per_image if per_image > 0 else peaks[1] / sizes[1]
 
 
 def device_label(device: str) -> str:

@@ -17,12 +17,13 @@ loop over a (model, dataset) pair (the fused pass) implement ``evaluator(ctx)`` 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from runner.schema import Seed  # noqa: F401 - kinds declare their seed params with it
 
 if TYPE_CHECKING:  # heavy imports stay out of the CLI's import path
+    import torch
 
     from runner.data.base import ImageDataset
     from runner.kinds.fusion import Evaluator
@@ -151,6 +153,45 @@ class Upstream:
     artifacts: dict[str, Path]
 
 
+#: The arithmetic of the forward passes (``vitstudy run --precision``): ``fp32`` as always;
+#: ``tf32`` lets CUDA matmuls and convolutions round their inputs to TF32 (no effect on a
+#: CPU); ``bf16`` autocasts the forwards to bfloat16, their outputs cast back to float32.
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of ``PRECISIONS``; else ``ValueError``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of "
+                         f"{', '.join(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def precision_scope(device: str | torch.device, precision: str = "fp32") -> Iterator[None]:
+    """Run the forwards inside at ``precision`` on ``device``: ``fp32`` changes nothing,
+    ``tf32`` turns on the TF32 flags (restored after), ``bf16`` is ``torch.autocast``. Only
+    model forwards belong inside: inputs and optimized parameters stay float32."""
+    if check_precision(precision) == "fp32":
+        yield
+        return
+    import torch
+
+    if precision == "bf16":
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
+        return
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = [flag.allow_tf32 for flag in flags]
+    for flag in flags:
+        flag.allow_tf32 = True
+    try:
+        yield
+    finally:
+        for flag, value in zip(flags, before, strict=True):
+            flag.allow_tf32 = value
+
+
 @dataclass
 class TaskContext:
     """What a kind's ``run`` gets. Model and dataset are loaded lazily by the executor."""
@@ -163,6 +204,11 @@ class TaskContext:
     device: str = "cpu"
     batch_size: int = 64
     workers: int = 0
+    #: batches each decode worker keeps ready ahead of the model (DataLoader prefetch_factor)
+    prefetch: int = 2
+    #: the forwards' arithmetic (``PRECISIONS``); kinds running their own forwards use
+    #: ``autocast()``
+    precision: str = "fp32"
     model_name: str | None = None
     dataset_name: str | None = None
     upstream: dict[str, Upstream] = field(default_factory=dict)
@@ -188,6 +234,11 @@ class TaskContext:
         if self.load_dataset is None:
             raise RuntimeError(f"kind {self.kind!r} asked for a dataset but its task has none")
         return self.load_dataset()
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """Where a kind runs a model forward itself: ``with ctx.autocast(): model(x)`` runs it
+        at the run's ``precision`` (cast float outputs back with ``.float()``)."""
+        return precision_scope(self.device, self.precision)
 
     def evaluate(self, evaluator: Evaluator) -> None:
         """Run ``evaluator`` over the task's dataset on its own, as the fused pass would."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from runner.kinds.base import TaskContext, truncated_forward_cost
+from runner.kinds.base import TaskContext, precision_scope, truncated_forward_cost
 from runner.kinds.ranking import Ranking, model_inputs, rank_dataset
 from runner.kinds.sites import TopFeatures, explicit_features, resolve_sites
 from runner.kinds.visualize.params import VisualizeParams
@@ -104,22 +104,26 @@ def segments(jobs: Sequence[FeatureJob], copies: int, device: str = "cpu") -> li
 
 
 def job_objectives(model: LoadedModel, x: torch.Tensor, parts: Sequence[Segment], *,
-                   truncated: bool = True) -> torch.Tensor:
+                   truncated: bool = True, precision: str = "fp32") -> torch.Tensor:
     """(rows,): each row's objective, its job's feature averaged over the patch tokens.
     ``truncated``: the forward stops at the deepest site and computes only the features read;
-    otherwise it runs in full and reads the whole site, the authors' way."""
+    otherwise it runs in full and reads the whole site, the authors' way. The forward runs at
+    ``precision``; the objective is float32."""
     reads = [FeatureRead(p.site.name, p.rows, p.features) for p in parts]
-    values = model.read_features(x, reads, truncated=truncated)
-    return torch.cat([patch_mean(v, p.site.prefix_tokens, p.site.tokens)
+    with precision_scope(x.device, precision):
+        values = model.read_features(x, reads, truncated=truncated)
+    return torch.cat([patch_mean(v.float(), p.site.prefix_tokens, p.site.tokens)
                       for v, p in zip(values, parts, strict=True)])
 
 
 def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Recipe, *,
                       seed: int, device: str = "cpu", truncated: bool = True,
+                      precision: str = "fp32",
                       on_step: Callable[[int], None] | None = None) -> list[Optimized]:
     """Maximize every job's feature in one batch (jobs x copies). Each image's randomness comes
     from its own generator (seed, layer, feature), so results do not depend on batching.
-    ``truncated=False`` runs every forward in full (the authors' way, for comparison)."""
+    ``truncated=False`` runs every forward in full (the authors' way, for comparison). The
+    model forwards run at ``precision``; the image parameters stay float32."""
     settings = recipe.augment or AugmentSettings()
     copies, size = settings.copies, (model.preprocess.size, model.preprocess.size)
     gens = [image_generator(seed, j.site.layer, j.feature) for j in jobs]
@@ -133,7 +137,8 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
         for step in range(recipe.steps):
             draw = draw_augment(settings, gens, step, recipe.steps, size, device)
             batch = augment(param.image(), draw)
-            objective = job_objectives(model, batch, augmented, truncated=truncated)
+            objective = job_objectives(model, batch, augmented, truncated=truncated,
+                                       precision=precision)
             objective = objective.view(len(jobs), copies).mean(1)
             tv = total_variation(batch).view(len(jobs), copies).mean(1)
             optimizer.zero_grad(set_to_none=True)
@@ -149,7 +154,8 @@ def optimize_features(model: LoadedModel, jobs: Sequence[FeatureJob], recipe: Re
                 on_step(step)
         with torch.no_grad():
             images = param.image().detach()
-            final = job_objectives(model, images, plain, truncated=truncated)
+            final = job_objectives(model, images, plain, truncated=truncated,
+                                   precision=precision)
     for r, image, value in zip(results, images.cpu(), final.tolist(), strict=True):
         r.image, r.activation = image, value
     return results
@@ -229,6 +235,7 @@ def run(ctx: TaskContext) -> None:
     for group in groups:
         results += optimize_features(
             ctx.model, group, recipe, seed=ctx.seed, device=ctx.device,
+            precision=ctx.precision,
             on_step=lambda _, cost=step_cost(group): ctx.progress.advance(work=cost))
     for r in results:
         layer, feature = r.job.site.layer, r.job.feature

@@ -1,0 +1,70 @@
+"""bench/gpu_check.sh: its CPU fallback runs every step at tiny sizes and each step prints its
+figure, so the device script cannot rot while no GPU is lent to run it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "bench" / "gpu_check.sh"
+NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+
+#: Each step's figure, as a pattern, and how many times the whole output must show it.
+FIGURES = {
+    # fused_eval, decode_bound and decode_vitb: one pass decodes each image once
+    r"images decoded per dataset image: fused 1\.00, separate 3\.00": 3,
+    r"fused metrics identical to separate runs: True": 3,
+    rf"efficiency: fused pass {NUMBER} s = {NUMBER}x the model-compute bound "
+    rf"\({NUMBER} forward-equivalents x {NUMBER} s bare forward": 3,
+    rf"decode-bound speed-up: {NUMBER}x": 2,
+    rf"images/s: fused {NUMBER}, separate {NUMBER} \(dataset images\), decode only {NUMBER}": 2,
+    rf"(?m)^\s+all\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$": 1,  # visualize: features per minute
+    rf"paper study \(mobilenet_v2\), untrained real-size models, 2 images per dataset: "
+    rf"run {NUMBER} s": 1,
+    r"gpu_check: total [0-9]+ s": 1,
+}
+#: bench/precision.py's figures (that bench comes from another change; run when present).
+PRECISION_FIGURES = {
+    rf"(?m)^bf16: fused pass {NUMBER} images/s": 1,
+    r"bf16 vs fp32: top-1 within 0\.5 points on [0-9]+ of [0-9]+ metrics": 1,
+}
+
+
+def run_script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHON=sys.executable)
+    return subprocess.run([str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_script_is_executable_and_strict() -> None:
+    assert os.access(SCRIPT, os.X_OK)
+    assert "set -euo pipefail" in SCRIPT.read_text()
+
+
+def test_unknown_argument_is_refused() -> None:
+    done = run_script("--bogus", timeout=30)
+    assert done.returncode == 2
+    assert "unknown argument --bogus" in done.stderr
+
+
+@pytest.mark.slow
+def test_cpu_fallback_prints_every_figure() -> None:
+    done = run_script("--device", "cpu")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    steps = ["fused_eval", "decode_bound", "decode_vitb", "visualize", "paper_smoke"]
+    figures = FIGURES
+    if (REPO / "bench" / "precision.py").is_file():
+        steps, figures = [*steps, "precision"], {**FIGURES, **PRECISION_FIGURES}
+    else:
+        assert "precision: not run (bench/precision.py is not there yet)" in out
+    for step in steps:
+        assert re.search(rf"^== {step}: ok in [0-9]+ s$", out, re.M), f"{step} did not finish"
+    for pattern, times in figures.items():
+        assert len(re.findall(pattern, out)) == times, f"{pattern!r} not printed {times}x"
