@@ -65,3 +65,26 @@ def test_percents_must_be_percentages():
     with pytest.raises(ValidationError, match="percents"):
         KIND.Params(percents=[0, 150])
     assert KIND.Params().percents == [float(x) for x in np.arange(0, 101, 10)]
+
+
+def test_bf16_runs_the_drop_forwards_at_bf16_and_keeps_the_counts(tmp_path, monkeypatch):
+    from runner.kinds.spatial_drop import run as spatial_run
+
+    entered = []
+    real_scope = spatial_run.precision_scope
+
+    def recording_scope(device, precision="fp32"):
+        entered.append(precision)
+        return real_scope(device, precision)
+
+    monkeypatch.setattr(spatial_run, "precision_scope", recording_scope)
+    data = MemoryDataset([red_columns(c) for c in (1, 4, 2, 3)] + colour_images(3))
+    params = KIND.Params(layers=[0], features=[RED], images=3, seeds=1, percents=PERCENTS)
+    ctx = context(tmp_path, "spatial_drop", params, planted_vit(), data, batch_size=8)
+    ctx.precision = "bf16"
+    KIND.run(ctx)
+    assert entered and set(entered) == {"bf16"}  # every drop forward ran under bf16
+    actives = [16, 12, 8]  # the counts are thresholds on clearly separated activations
+    curve = metrics(ctx, "count_ratio", layer=0, feature=RED)
+    assert [m.value for m in curve] == pytest.approx(
+        [expected_ratio(actives, p) for p in PERCENTS], abs=1e-9)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from runner.kinds.base import TaskContext, truncated_forward_cost
+from runner.kinds.base import TaskContext, precision_scope, truncated_forward_cost
 from runner.kinds.ranking import Ranking, model_inputs, rank_dataset
 from runner.kinds.sites import explicit_features, resolve_sites
 from runner.kinds.spatial_drop.params import SpatialDropParams
@@ -18,17 +18,18 @@ from runner.ops.patches import blank_patches, drop_active, linearity_r2
 
 
 def active_stats(model: LoadedModel, site: SiteInfo, images: torch.Tensor,
-                 features: torch.Tensor, threshold: float, *, batch_size: int, device: str
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 features: torch.Tensor, threshold: float, *, batch_size: int, device: str,
+                 precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """For each image and its feature: (number of patches above ``threshold``, sum of their
-    activations), forward stopped after the site's block."""
+    activations), forward stopped after the site's block, at ``precision``."""
     counts, sums = [], []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].to(device)
             read = FeatureRead(site.name, slice(0, x.shape[0]),
                                features[start : start + batch_size].to(device))
-            (values,) = model.read_features(x, [read])
+            with precision_scope(device, precision):
+                (values,) = model.read_features(x, [read])
             acts = patch_values(values, site.prefix_tokens, site.tokens).float()
             active = acts > threshold
             counts.append(active.sum(1).cpu().double())
@@ -38,7 +39,8 @@ def active_stats(model: LoadedModel, site: SiteInfo, images: torch.Tensor,
 
 def drop_curves(model: LoadedModel, ranking: Ranking, images: dict[int, torch.Tensor], *,
                 percents: list[float], seeds: int, threshold: float, seed: int,
-                batch_size: int, device: str = "cpu", on_batch: Callable[[int], None] | None = None
+                batch_size: int, device: str = "cpu", precision: str = "fp32",
+                on_batch: Callable[[int], None] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(count_ratio, sum_ratio) per (feature, percent), each averaged over the feature's images
     with at least one active patch and over seeds, and how many such images each feature had.
@@ -61,7 +63,7 @@ def drop_curves(model: LoadedModel, ranking: Ranking, images: dict[int, torch.Te
 
     def measure(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = active_stats(model, site, blank_patches(x, keep), feats_t, threshold,
-                           batch_size=batch_size, device=device)
+                           batch_size=batch_size, device=device, precision=precision)
         if on_batch is not None:
             on_batch(x.shape[0])
         return out
@@ -134,7 +136,7 @@ def run(ctx: TaskContext) -> None:
         count, total, n_valid = drop_curves(
             ctx.model, ranking, images, percents=params.percents, seeds=params.seeds,
             threshold=params.threshold, seed=ctx.seed, batch_size=ctx.batch_size,
-            device=ctx.device,
+            device=ctx.device, precision=ctx.precision,
             on_batch=lambda n, layer=s.layer: ctx.progress.advance(
                 n, work=n * truncated_forward_cost(layer)))
         ctx.count("images_without_active_patches",
