@@ -7,6 +7,7 @@ kind imports only its declaration and params (no torch), so that planning stays 
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import EntryPoint, entry_points
 
 from runner.errors import KindError
@@ -17,8 +18,10 @@ GROUP = "vitstudy.kinds"
 _cache: dict[str, Kind] = {}
 
 
+@functools.cache
 def _entry_points() -> dict[str, EntryPoint]:
-    """Name -> entry point of every installed kind (the first one wins on a duplicate name)."""
+    """Name -> entry point of every installed kind (the first one wins on a duplicate name);
+    scanned once per process (each scan reads every installed distribution's metadata)."""
     found: dict[str, EntryPoint] = {}
     for point in entry_points(group=GROUP):
         found.setdefault(point.name, point)
