@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,18 @@ def _kill_when_waiting(holder: subprocess.Popen, folder: Path, killed: list[floa
     killed.append(time.time())
 
 
+def _run_while_killing(holder: subprocess.Popen, folder: Path, study_text: str
+                       ) -> tuple[Any, list[float]]:
+    """Run the study in ``folder`` while a thread SIGKILLs ``holder`` once this run waits;
+    click's result and the kill's time (a one-item list once it happened)."""
+    killed: list[float] = []
+    killer = threading.Thread(target=_kill_when_waiting, args=(holder, folder, killed))
+    killer.start()
+    result = run_study(folder, study_text)
+    killer.join()
+    return result, killed
+
+
 def test_killed_holder_of_an_upstream_train_task_is_taken_over_after_its_lease(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lease = 3.0
@@ -66,11 +79,7 @@ def test_killed_holder_of_an_upstream_train_task_is_taken_over_after_its_lease(
     study = write_study(tmp_path, TINY_STUDY)
     holder, holder_run = start_holder(tmp_path, task_rows(study, {"train"}))
     sql(tmp_path, "UPDATE runs SET host = 'another-host' WHERE id = ?", holder_run)  # lease
-    killed: list[float] = []
-    killer = threading.Thread(target=_kill_when_waiting, args=(holder, tmp_path, killed))
-    killer.start()
-    result = run_study(tmp_path, TINY_STUDY)
-    killer.join()
+    result, killed = _run_while_killing(holder, tmp_path, TINY_STUDY)
     assert result.exit_code == 0, result.output
     assert "taking it over" in result.output
     rows = tasks_by_kind(tmp_path)
@@ -87,11 +96,7 @@ def test_killed_runners_claimed_group_is_taken_over_by_the_runner_waiting_for_it
     folder = copy_world(world[0], tmp_path)
     study = write_study(folder, TINY_EVALUATIONS)
     holder, holder_run = start_holder(folder, task_rows(study, {"fgbg", "cls_isolation"}))
-    killed: list[float] = []
-    killer = threading.Thread(target=_kill_when_waiting, args=(holder, folder, killed))
-    killer.start()
-    result = run_study(folder, TINY_EVALUATIONS)
-    killer.join()
+    result, _ = _run_while_killing(holder, folder, TINY_EVALUATIONS)
     assert result.exit_code == 0, result.output
     assert "2 done, 0 failed" in result.output
     rows = tasks_by_kind(folder)
