@@ -5,6 +5,16 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+#: The tiny study's model: a 2-block ViT at 32 px, 4 classes, untrained (the ``models:`` block).
+TINY_VIT = """\
+models:
+  vit:
+    source: timm
+    name: vit_tiny_patch16_224
+    pretrained: false
+    kwargs: {img_size: 32, patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2, num_classes: 4}
+"""
+
 #: A small but real study: a 4-class synthetic world, a 2-block ViT trained for 2 epochs.
 TINY_STUDY = """\
 name: tiny
@@ -23,12 +33,7 @@ datasets:
     train_per_class: 24
     val_per_class: 6
     size: 32
-models:
-  vit:
-    source: timm
-    name: vit_tiny_patch16_224
-    pretrained: false
-    kwargs: {img_size: 32, patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2, num_classes: 4}
+""" + TINY_VIT + """\
     train: {dataset: shapes, val: shapes_val, epochs: 2, batch_size: 32}
 studies:
   - kind: lowpass

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.harness import Case, check_case
+from tests.helpers import TINY_VIT
 
 BASE = """\
 name: adv
@@ -26,12 +27,7 @@ datasets:
     classes: 4
     val_per_class: 2
     size: 32
-models:
-  vit:
-    source: timm
-    name: vit_tiny_patch16_224
-    pretrained: false
-    kwargs: {img_size: 32, patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2, num_classes: 4}
+""" + TINY_VIT + """\
 studies:
   - kind: topk
     models: [vit]
