@@ -38,7 +38,7 @@ def best_seconds(runs: dict[str, object], repeats: int) -> dict[str, float]:
 
 
 def bench_model(name: str, *, layers: list[int], features: int, steps: int, batch: int,
-                device: str, repeats: int) -> None:
+                device: str, repeats: int, precision: str = "fp32") -> None:
     """Time (a) and (b) per layer on one model and print a table row per layer and in all."""
     import torch
 
@@ -49,10 +49,11 @@ def bench_model(name: str, *, layers: list[int], features: int, steps: int, batc
     sites = {s.layer: s for s in model.info.sites.values() if s.what == "mlp"}
     per_chunk = max(1, batch // 8)
     warm = [FeatureJob(sites[layers[0]], 0)]
-    optimize_features(model, warm, Recipe(steps=1), seed=0, device=device)  # first-call costs
+    optimize_features(model, warm, Recipe(steps=1), seed=0, device=device,
+                      precision=precision)  # first-call costs
     print(f"\n{name}: {len(layers)} layers x {features} features, {steps} steps, "
           f"(b) {min(per_chunk, features)} features per batch, device {device}, "
-          f"{torch.get_num_threads()} threads, best of {repeats}")
+          f"{torch.get_num_threads()} threads, precision {precision} for both, best of {repeats}")
     print(f"{'layer':>6} {'(a) feat/min':>13} {'(b) feat/min':>13} {'speed-up':>9}")
     total_a = total_b = 0.0
     for layer in layers:
@@ -60,11 +61,13 @@ def bench_model(name: str, *, layers: list[int], features: int, steps: int, batc
 
         def authors(jobs=jobs) -> None:
             for job in jobs:
-                optimize_features(model, [job], recipe, seed=0, device=device, truncated=False)
+                optimize_features(model, [job], recipe, seed=0, device=device, truncated=False,
+                                  precision=precision)
 
         def batched(jobs=jobs) -> None:
             for group in chunks(jobs, per_chunk):
-                optimize_features(model, group, recipe, seed=0, device=device)
+                optimize_features(model, group, recipe, seed=0, device=device,
+                                  precision=precision)
 
         secs = best_seconds({"a": authors, "b": batched}, repeats)
         total_a, total_b = total_a + secs["a"], total_b + secs["b"]
@@ -87,6 +90,9 @@ def main() -> None:
                         help="(b): images per forward (default 128 on CPU, 512 on GPU)")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timings per run; the best counts")
+    parser.add_argument("--precision", default="fp32",
+                        help="forward precision of both (a) and (b), or a comma list (fp32,bf16): "
+                        "a table per precision; the image parameters stay float32")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args()
@@ -97,9 +103,10 @@ def main() -> None:
     batch = args.batch or (512 if args.device.startswith("cuda") else 128)
     for name in args.models:
         small = name == "quickstart"
-        bench_model(name, layers=args.layers, features=args.features or (8 if small else 2),
-                    steps=args.steps or (5 if small else 3), batch=batch, device=args.device,
-                    repeats=args.repeats)
+        for precision in args.precision.split(","):
+            bench_model(name, layers=args.layers, features=args.features or (8 if small else 2),
+                        steps=args.steps or (5 if small else 3), batch=batch,
+                        device=args.device, repeats=args.repeats, precision=precision)
 
 
 def _cuda() -> bool:

@@ -17,14 +17,15 @@ NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
 #: Each step's figure, as a pattern, and how many times the whole output must show it.
 FIGURES = {
-    # fused_eval, decode_bound and decode_vitb: one pass decodes each image once
-    r"images decoded per dataset image: fused 1\.00, separate 3\.00": 3,
-    r"fused metrics identical to separate runs: True": 3,
+    # fused_eval, decode_bound, decode_inproc and decode_vitb: one pass decodes each image once
+    r"images decoded per dataset image: fused 1\.00, separate 3\.00": 4,
+    r"fused metrics identical to separate runs: True": 4,
     rf"efficiency: fused pass {NUMBER} s = {NUMBER}x the model-compute bound "
-    rf"\({NUMBER} forward-equivalents x {NUMBER} s bare forward": 3,
-    rf"decode-bound speed-up: {NUMBER}x": 2,
-    rf"images/s: fused {NUMBER}, separate {NUMBER} \(dataset images\), decode only {NUMBER}": 2,
-    rf"(?m)^\s+all\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$": 1,  # visualize: features per minute
+    rf"\({NUMBER} forward-equivalents x {NUMBER} s bare forward": 4,
+    rf"decode-bound speed-up: {NUMBER}x": 3,
+    rf"images/s: fused {NUMBER}, separate {NUMBER} \(dataset images\), decode only {NUMBER}": 3,
+    # visualize: features per minute, one table per precision (fp32, bf16)
+    rf"(?m)^\s+all\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$": 2,
     rf"paper study \(mobilenet_v2\), untrained real-size models, 2 images per dataset: "
     rf"run {NUMBER} s": 1,
     r"gpu_check: total [0-9]+ s": 1,
@@ -58,7 +59,8 @@ def test_cpu_fallback_prints_every_figure() -> None:
     done = run_script("--device", "cpu")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    steps = ["fused_eval", "decode_bound", "decode_vitb", "visualize", "paper_smoke"]
+    steps = ["fused_eval", "decode_bound", "decode_inproc", "decode_vitb", "visualize",
+             "paper_smoke"]
     figures = FIGURES
     if (REPO / "bench" / "precision.py").is_file():
         steps, figures = [*steps, "precision"], {**FIGURES, **PRECISION_FIGURES}

@@ -28,6 +28,9 @@ class SectionContext(Protocol):
     data: StudyData
     #: line style (colour, marker, dashes) of every task label, by model family
     styles: dict[str, dict[str, Any]]
+    #: the study's atlas root as a link from the report's page (``../../atlas/quickstart``),
+    #: or None when no atlas was built; feature pages are ``runner.present.atlas_links`` paths
+    atlas: str | None
 
     def done(self) -> pd.DataFrame | None:
         """The kind's done tasks in model display order; None, after a note saying why, when

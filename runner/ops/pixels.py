@@ -32,21 +32,23 @@ def resized_size(height: int, width: int, shorter: int) -> tuple[int, int]:
 
 
 def resize_shorter(image: torch.Tensor, shorter: int, interpolation: str) -> torch.Tensor:
-    """A float image (3, H, W) with its shorter side scaled to ``shorter`` pixels."""
+    """A float image (3, H, W), or a stack (N, 3, H, W) of one size, with its shorter side
+    scaled to ``shorter`` pixels."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
     height, width = image.shape[-2:]
     size = resized_size(height, width, shorter)
     if size == (height, width):
         return image
+    batch = image if image.dim() == 4 else image[None]
     if interpolation == "nearest":
-        out = F.interpolate(image[None], size=size, mode="nearest")
+        out = F.interpolate(batch, size=size, mode="nearest")
     else:
-        out = F.interpolate(image[None], size=size, mode=interpolation, align_corners=False,
+        out = F.interpolate(batch, size=size, mode=interpolation, align_corners=False,
                             antialias=True)
         if interpolation == "bicubic":
             out = out.clamp_(0.0, 1.0)  # bicubic overshoots; PIL's uint8 output is clipped too
-    return out[0]
+    return out if image.dim() == 4 else out[0]
 
 
 def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -62,15 +64,32 @@ def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
 def resize_and_crop(
     image: torch.Tensor, size: int, crop_pct: float, interpolation: str
 ) -> torch.Tensor:
-    """A float image (3, H, W) as the model sees it: (3, size, size)."""
+    """A float image (3, H, W) as the model sees it: (3, size, size); a stack (N, 3, H, W) of
+    one size gives (N, 3, size, size)."""
     shorter = math.floor(size / crop_pct)
     return center_crop(resize_shorter(image, shorter, interpolation), size)
 
 
 def model_batch(
-    images: Sequence[torch.Tensor], size: int, crop_pct: float, interpolation: str
+    images: Sequence[torch.Tensor], size: int, crop_pct: float, interpolation: str,
+    *, group: bool | None = None,
 ) -> torch.Tensor:
-    """Float images of any sizes, each resized and cropped, stacked: (B, 3, size, size)."""
+    """Float images of any sizes, each resized and cropped, stacked: (B, 3, size, size). On a
+    GPU the images of one size are resized in one call (a launch per size, not per image; the
+    same arithmetic per image, so the values equal resizing each alone). A CPU resizes each
+    alone: stacking full-size images first costs more there than it saves (64 images of
+    500x375: 0.17 s grouped against 0.11 s one by one). ``group`` forces either way."""
     if not images:
         raise ValueError("no images to batch")
-    return torch.stack([resize_and_crop(im, size, crop_pct, interpolation) for im in images])
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape), []).append(i)
+    if group is None:
+        group = images[0].device.type != "cpu"
+    if not group or len(by_size) == len(images):
+        return torch.stack([resize_and_crop(im, size, crop_pct, interpolation) for im in images])
+    out = images[0].new_empty((len(images), 3, size, size))
+    for rows in by_size.values():
+        group = torch.stack([images[i] for i in rows]) if len(rows) > 1 else images[rows[0]][None]
+        out[rows] = resize_and_crop(group, size, crop_pct, interpolation)
+    return out

@@ -80,8 +80,9 @@ class KindSection:
     goes (the ``section`` of the page, files through the ``writer``)."""
 
     def __init__(self, kind: str, data: StudyData, styles: dict[str, dict[str, Any]],
-                 writer: ReportWriter, section: Section, *, n_boot: int, seed: int) -> None:
-        self.kind, self.data, self.styles = kind, data, styles
+                 writer: ReportWriter, section: Section, *, n_boot: int, seed: int,
+                 atlas: str | None = None) -> None:
+        self.kind, self.data, self.styles, self.atlas = kind, data, styles, atlas
         self._writer, self._section = writer, section
         self._n_boot, self._seed = n_boot, seed
 

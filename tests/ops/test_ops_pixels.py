@@ -88,3 +88,17 @@ def test_model_batch_stacks_images_of_different_sizes():
     assert torch.equal(batch[1], resize_and_crop(images[1], 16, 0.9, "bilinear"))
     with pytest.raises(ValueError):
         model_batch([], 16, 0.9, "bilinear")
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "nearest"])
+def test_model_batch_grouped_by_size_equals_one_by_one(interpolation):
+    """The GPU path (images of one size resized in one call) gives exactly the per-image values,
+    in the input order, for a mix of sizes."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(75, 100), (100, 75), (75, 100), (60, 100), (75, 100), (100, 75)]
+    images = [torch.rand(3, *s, generator=gen) for s in shapes]
+    grouped = model_batch(images, 32, 0.875, interpolation, group=True)
+    alone = torch.stack([resize_and_crop(im, 32, 0.875, interpolation) for im in images])
+    assert grouped.shape == (6, 3, 32, 32)
+    assert torch.equal(grouped, alone)
+    assert torch.equal(model_batch(images, 32, 0.875, interpolation, group=False), alone)
