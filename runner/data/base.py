@@ -42,8 +42,9 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         """The batch with its tensors in page-locked memory, so that copies to a GPU can run
-        asynchronously (``non_blocking=True``); DataLoader's pinning thread calls this."""
-        return Batch(self.indices.pin_memory(), [image.pin_memory() for image in self.images],
+        asynchronously (``non_blocking=True``); DataLoader's pinning thread calls this. Packed
+        images (``pack_images``) are pinned in one copy and stay views of one buffer."""
+        return Batch(self.indices.pin_memory(), pack_images(self.images, pin=True),
                      self.labels.pin_memory(), self.boxes, self.skipped)
 
 
@@ -150,12 +151,49 @@ class _DecodeView:
         return _decoded(self.dataset, index)
 
 
+def pack_images(images: list[torch.Tensor], *, pin: bool = False) -> list[torch.Tensor]:
+    """The images as views of one flat uint8 buffer (pinned if ``pin``), in order and equal.
+    A batch decoded in a worker then crosses to the main process as one shared-memory block
+    (not one per image), and is pinned in one copy: with 128 ImageNet-sized images a batch,
+    per-image transfers held the decode workers' rate near one process's."""
+    base = _shared_base(images)
+    if base is not None and (not pin or base.is_pinned()):
+        return images
+    if base is not None:  # already packed: pin the buffer once, keep the views' layout
+        pinned = base.pin_memory()
+        return [pinned.as_strided(im.shape, im.stride(), im.storage_offset()) for im in images]
+    flat = torch.empty(sum(im.numel() for im in images), dtype=torch.uint8, pin_memory=pin)
+    views, start = [], 0
+    for image in images:
+        view = flat[start : start + image.numel()].view(image.shape)
+        view.copy_(image)
+        views.append(view)
+        start += image.numel()
+    return views
+
+
+def _shared_base(images: list[torch.Tensor]) -> torch.Tensor | None:
+    """The flat buffer every image is a view of, or None when they do not share one."""
+    if not images:
+        return None
+    storage = images[0].untyped_storage()
+    if any(im.untyped_storage().data_ptr() != storage.data_ptr() for im in images[1:]):
+        return None
+    if len(images) == 1 and images[0].numel() != storage.nbytes():
+        return None
+    return torch.empty(0, dtype=torch.uint8).set_(storage)
+
+
 def _collate(items: list[_Decoded]) -> Batch:
-    """Images of different sizes stay a list; unreadable ones are dropped and counted."""
+    """Images of different sizes stay a list; unreadable ones are dropped and counted. In a
+    decode worker the images are packed into one buffer (``pack_images``) for the crossing."""
+    from torch.utils.data import get_worker_info
+
     kept = [item for item in items if item[1] is not None]
+    images = [item[1] for item in kept]
     return Batch(
         indices=torch.tensor([item[0] for item in kept], dtype=torch.int64),
-        images=[item[1] for item in kept],
+        images=pack_images(images) if get_worker_info() is not None else images,
         labels=torch.tensor([item[2] for item in kept], dtype=torch.int64),
         boxes=[item[3] for item in kept],
         skipped=len(items) - len(kept),

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from eval_helpers import synthetic_val, tiny_vit
 
 from runner.cli import main
+from runner.data.base import pack_images
 from runner.execute.fused import loader_options, pins_memory, run_fused
 from runner.execute.provenance import (
     AUTO_BATCH_CAP,
@@ -54,10 +55,36 @@ def test_decode_workers_with_a_prefetch_depth_give_the_batches_in_order():
                for a, b in zip(x.images, y.images, strict=True))
 
 
+def test_a_worker_batch_crosses_as_one_buffer():
+    """A batch decoded in a worker arrives with its images as views of one buffer (one
+    shared-memory block, one pinning copy), equal to the images decoded in this process."""
+    dataset = synthetic_val()
+    alone = next(dataset.batches(6)).images
+    crossed = next(dataset.batches(6, workers=1)).images
+    assert len({image.untyped_storage().data_ptr() for image in crossed}) == 1
+    assert len({image.untyped_storage().data_ptr() for image in alone}) == 6
+    assert all(torch.equal(a, b) for a, b in zip(alone, crossed, strict=True))
+
+
+def test_pack_images_keeps_order_shapes_and_values():
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
+              for h, w in [(5, 7), (7, 5), (4, 4)]]
+    images.append(images[0].transpose(1, 2))  # a non-contiguous one
+    packed = pack_images(images)
+    assert [p.shape for p in packed] == [im.shape for im in images]
+    assert all(torch.equal(p, im) for p, im in zip(packed, images, strict=True))
+    assert len({p.untyped_storage().data_ptr() for p in packed}) == 1
+    assert pack_images(packed) == packed  # already packed: left as it is
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
 def test_a_batch_pins_its_tensors():
     batch = next(synthetic_val().batches(4, pin_memory=True))
     assert batch.labels.is_pinned() and all(image.is_pinned() for image in batch.images)
+    crossed = next(synthetic_val().batches(4, pin_memory=True, workers=1))
+    assert all(image.is_pinned() for image in crossed.images)
+    assert len({image.untyped_storage().data_ptr() for image in crossed.images}) == 1
 
 
 @pytest.mark.parametrize(("free", "per_image", "expected"), [
