@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from runner.kinds.reporting import ReportSection, SectionContext
-from runner.present.figures import curves, legend, new_figure
+from runner.present.figures import curves, new_figure, side_legend
 from runner.present.tables import TOPK_LABEL, Table, cell_frame, metric_cell
 from runner.results.study import StudyData
 
@@ -66,7 +66,7 @@ def filter_curves_figure(
                 ax.set_title(f"{top}, normalized by the unfiltered accuracy")
             if row == 1:
                 ax.set_xlabel(f"{unit}; frequencies up to r {kept}")
-    legend(axes[0, 1], loc="lower right", frameon=False)
+    side_legend(figure, axes.flat)
     for ax in axes[:, 1]:
         if not ax.get_legend_handles_labels()[0]:  # every normalized value undefined
             ax.text(0.5, 0.5, "undefined: the unfiltered accuracy is 0", ha="center",

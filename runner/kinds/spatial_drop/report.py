@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from runner.kinds.reporting import ReportSection, SectionContext
-from runner.present.figures import legend, new_figure
+from runner.present.figures import new_figure, side_legend
 from runner.present.tables import Table, cell_frame, concat_rows, metric_cell
 from runner.present.text import counters, slug
 from runner.results.study import StudyData
@@ -43,29 +43,36 @@ def spatial_curves(data: StudyData) -> pd.DataFrame:
 def spatial_drop_figure(curves: pd.DataFrame, r2: pd.DataFrame, title: str) -> Figure:
     """Appendix F for one task: active-patch count and activation sum, relative to the initial
     image, against the percent of active patches dropped, one line per layer; dashed: a
-    perfectly linear (local) channel, 1 - x/100."""
+    perfectly linear (local) channel, 1 - x/100. One legend beside both panels."""
     figure = new_figure(9.5, 3.8)
     axes = figure.subplots(1, 2, sharey=True)
     figure.subplots_adjust(left=0.07, right=0.98, top=0.85, bottom=0.13, wspace=0.08)
     layers = sorted(int(v) for v in curves["layer"].dropna().unique())
     cmap = matplotlib.colormaps["viridis"]
-    for ax, name, what, short in zip(axes, ("count_ratio", "sum_ratio"),
-                                     ("active-patch count", "activation sum"),
-                                     ("count", "sum"), strict=True):
+    for ax, name, what in zip(axes, ("count_ratio", "sum_ratio"),
+                              ("active-patch count", "activation sum"), strict=True):
         x = np.linspace(0, 100, 11)
         ax.plot(x, 1 - x / 100, color="black", linestyle="--", linewidth=1, label="linear")
         for i, layer in enumerate(layers):
             rows = curves[(curves["name"] == name) & (curves["layer"] == layer)].sort_values("x")
-            score = r2[(r2["layer"] == layer) & (r2["variant"] == short)]["value"]
-            tag = f"layer {layer}" + (f" (R²={score.iloc[0]:.3f})" if len(score) else "")
             ax.plot(rows["x"], rows["value"], marker="o", markersize=3.5, linewidth=1.5,
-                    color=cmap(i / max(1, len(layers) - 1) * 0.9), label=tag)
+                    color=cmap(i / max(1, len(layers) - 1) * 0.9), label=_layer_tag(r2, layer))
         ax.set_xlabel("active patches dropped (%)")
         ax.set_title(f"{what} relative to the initial image")
-        legend(ax, frameon=False, fontsize=7.5)
     axes[0].set_ylabel("ratio to the initial image")
-    figure.suptitle(title, fontsize=10.5)
+    side_legend(figure, axes, fontsize=7.5, title="layer: R² count / sum", title_fontsize=7.5)
+    middle = (axes[0].get_position().x0 + axes[1].get_position().x1) / 2
+    figure.suptitle(title, fontsize=10.5, x=middle)
     return figure
+
+
+def _layer_tag(r2: pd.DataFrame, layer: int) -> str:
+    """A layer's legend entry, with the R² of its count and sum curves (``-`` where not
+    stored)."""
+    rows = r2[r2["layer"] == layer]
+    scores = [f"{rows.loc[rows['variant'] == short, 'value'].iloc[0]:.3f}"
+              if (rows["variant"] == short).any() else "-" for short in ("count", "sum")]
+    return f"layer {layer}: {' / '.join(scores)}"
 
 
 def build(ctx: SectionContext) -> None:
