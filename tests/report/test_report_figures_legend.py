@@ -1,4 +1,5 @@
-"""Legends never cover data: the low-pass (low- and high-pass) and spatial-drop figures, drawn
+"""Legends never cover data: the low-pass (low- and high-pass), spatial-drop and CLS-isolation
+figures, drawn
 from rows shaped as the kinds store them, have legends whose box holds no plotted point, lies
 outside every panel and inside the figure."""
 
@@ -13,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from report_rows import DROP_X, fill_study
 
+from runner.kinds.cls_isolation.report import isolation_curve_figure
 from runner.kinds.lowpass.report import filter_curves_figure, lowpass_points
 from runner.kinds.spatial_drop.report import spatial_curves, spatial_drop_figure, spatial_linearity
 from runner.present.figures import line_styles, new_figure, side_legend
@@ -154,3 +156,20 @@ def test_side_legend_keeps_the_axes_size_and_skips_an_empty_legend(tmp_path: Pat
     assert figure.get_figwidth() > 6
     assert ax.get_position().width * figure.get_figwidth() == pytest.approx(before)
     assert_legends_clear(figure)
+
+
+def test_isolation_legend_clear_of_curves_and_natural_lines():
+    """Figure 6's curves (CLS isolated at each insertion layer) of several models falling to
+    the bottom-left corner, where the legend used to sit, with their dotted natural lines."""
+    rows, natural = [], []
+    for i in range(4):
+        label = f"model {i}"
+        natural += [dict(label=label, name=n, value=80.0 - 5 * i) for n in ("top1", "top5")]
+        for layer in range(12):
+            for name in ("top1", "top5"):
+                value = (80.0 - 5 * i) * layer / 11
+                rows.append(dict(label=label, name=name, x=layer, value=value,
+                                 ci_low=value - 2, ci_high=value + 2))
+    styles = line_styles((f"model {i}", "ViT") for i in range(4))
+    figure = isolation_curve_figure(pd.DataFrame(rows), pd.DataFrame(natural), styles)
+    assert assert_legends_clear(figure) >= 2 * 4 * 11 * 25

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from runner.kinds.reporting import ReportSection, SectionContext
-from runner.present.figures import curves, legend, new_figure
+from runner.present.figures import curves, new_figure, side_legend
 from runner.present.paper import TABLE1, paper_number
 from runner.present.tables import TOPK_LABEL, Table, cell_frame, metric_cell
 from runner.results.intervals import ACCURACY_NAMES
@@ -108,7 +108,7 @@ def isolation_curve_figure(
         ax.set_xlabel("insertion layer L (CLS meets the patches in blocks L..end)")
         ax.set_ylabel(f"{title} accuracy (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    legend(axes[1], loc="lower left", frameon=False, title="dotted: natural", title_fontsize=8)
+    side_legend(figure, axes, title="dotted: natural", title_fontsize=8)
     return figure
 
 
