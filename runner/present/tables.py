@@ -32,6 +32,9 @@ class Table:
     cells: pd.DataFrame
     caption: str = ""
     decimals: int = 2
+    #: decimals of the intervals: 1 suits percentages; ratios and shares need as many as the
+    #: values (``0.38 [0.35, 0.41]``, not ``[0.3, 0.4]``)
+    interval_decimals: int = 1
 
 
 # ------------------------------------------------------------------------ long-form cells
@@ -81,20 +84,23 @@ class CellText:
     mark: str = ""
 
 
-def cell_text(cell: pd.Series, decimals: int = 2) -> CellText | None:
+def cell_text(cell: pd.Series, decimals: int = 2, interval_decimals: int = 1
+              ) -> CellText | None:
     """The parts of a cell, or None when it has no value."""
     if pd.isna(cell["value"]):
         return None
-    interval = None if pd.isna(cell["ci_low"]) else f"[{cell['ci_low']:.1f}, {cell['ci_high']:.1f}]"
+    d = interval_decimals
+    interval = (None if pd.isna(cell["ci_low"])
+                else f"[{cell['ci_low']:.{d}f}, {cell['ci_high']:.{d}f}]")
     if pd.isna(cell["paper"]):
         return CellText(f"{cell['value']:.{decimals}f}", interval)
     mark = "†" if cell["paper_match"] == "architecture" else ""
     return CellText(f"{cell['value']:.{decimals}f}", interval, f"{cell['paper']:.2f}", mark)
 
 
-def format_cell(cell: pd.Series, decimals: int = 2) -> str:
+def format_cell(cell: pd.Series, decimals: int = 2, interval_decimals: int = 1) -> str:
     """``value [low, high] (paper P)`` with a dagger when the paper measured other weights."""
-    parts = cell_text(cell, decimals)
+    parts = cell_text(cell, decimals, interval_decimals)
     if parts is None:
         return "—"
     text = parts.value + (f" {parts.interval}" if parts.interval else "")
@@ -121,7 +127,8 @@ def to_markdown(table: Table) -> str:
     lines.append("| --- " * (len(columns) + 1) + "|")
     for group, row, cells in rows:
         head = row if group == row else f"{group} · {row}"
-        values = [format_cell(cells[c], table.decimals) if c in cells else "—" for c in columns]
+        values = [format_cell(cells[c], table.decimals, table.interval_decimals)
+                  if c in cells else "—" for c in columns]
         lines.append(f"| {md_escape(head)} | " + " | ".join(values) + " |")
     if table.caption:
         lines += ["", md_escape(table.caption)]

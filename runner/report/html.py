@@ -98,9 +98,9 @@ class Section:
     blocks: list[TableBlock | FigureFile | str] = field(default_factory=list)  # str: raw HTML
 
 
-def cell_html(cell: pd.Series, decimals: int) -> str:
+def cell_html(cell: pd.Series, decimals: int, interval_decimals: int = 1) -> str:
     """Measured value, its interval, and the paper's number under it."""
-    parts = cell_text(cell, decimals)
+    parts = cell_text(cell, decimals, interval_decimals)
     if parts is None:
         return "—"
     text = f'<span class="v">{parts.value}</span>'
@@ -129,7 +129,8 @@ def table_html(table: Table) -> str:
                        "</tr>")
             current = group
         out.append(f"<tr><th>{escape(row)}</th>")
-        out += [f'<td class="num">{cell_html(cells[c], table.decimals) if c in cells else "—"}'
+        digits = (table.decimals, table.interval_decimals)
+        out += [f'<td class="num">{cell_html(cells[c], *digits) if c in cells else "—"}'
                 "</td>" for c in columns]
         out.append("</tr>")
     out.append("</tbody></table>")

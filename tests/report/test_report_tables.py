@@ -261,3 +261,11 @@ def test_markdown_table_shape(data):
     assert lines[2].count("|") == 5 and lines[3].startswith("| --- ")
     assert len(lines) == 4 + 4  # title, blank, header, rule, one line per model
     assert lines[4].startswith("| ViTs · vit_b16 | ")
+
+
+def test_interval_decimals_follow_the_table() -> None:
+    """Percent tables keep one decimal in their intervals; a table of shares asks for more."""
+    cell = pd.Series({"value": 0.375, "ci_low": 0.3512, "ci_high": 0.4049, "paper": float("nan"),
+                      "paper_match": None})
+    assert tables.format_cell(cell, 2) == "0.38 [0.4, 0.4]"
+    assert tables.format_cell(cell, 2, 2) == "0.38 [0.35, 0.40]"
