@@ -8,7 +8,7 @@ to add notes, tables and figures. A section never reads the database or writes f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +60,11 @@ class SectionContext(Protocol):
 
     def image(self, image: Any, name: str, caption: str) -> None:
         """Add a PIL image, saved as ``figures/<name>.png``."""
+        ...
+
+    def links(self, label: str, links: Sequence[tuple[str, str]]) -> None:
+        """A line of links under the last figure: ``label``, then each (text, href); hrefs are
+        relative to the report's page (``ctx.atlas + "/" + atlas_links.feature_page(...)``)."""
         ...
 
 

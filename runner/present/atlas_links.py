@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 
 from runner.present.text import slug
@@ -54,6 +55,18 @@ def feature_image(model: str, site: str, layer: int, feature: int, part: str = "
     activating images and their activation maps (``.../img/f<feature>-top.webp``)."""
     suffix = f"-{part}" if part else ""
     return f"{model_dir(model)}/{site}-{layer:02d}/img/f{feature:05d}{suffix}.webp"
+
+
+def report_links(atlas: str, model: str, site: str, shown: Sequence[tuple[int, int]]
+                 ) -> list[tuple[str, str]]:
+    """(text, href) from a report's page (``atlas``: the atlas root relative to it) to the grid
+    of each layer in ``shown`` (its (layer, feature) pairs), each followed by its features."""
+    links = []
+    for layer in dict.fromkeys(layer for layer, _ in shown):
+        links.append((f"layer {layer}", f"{atlas}/{layer_page(model, site, layer)}"))
+        links += [(f"feature {f}", f"{atlas}/{feature_page(model, site, layer, f)}")
+                  for lay, f in shown if lay == layer]
+    return links
 
 
 def relative(from_page: str, to_path: str) -> str:

@@ -7,6 +7,7 @@ headless Chromium.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -96,6 +97,12 @@ class Section:
     intro: str
     notes: list[str] = field(default_factory=list)
     blocks: list[TableBlock | FigureFile | str] = field(default_factory=list)  # str: raw HTML
+
+
+def links_html(label: str, links: Sequence[tuple[str, str]]) -> str:
+    """A line of links: ``label`` then each (text, href), escaped."""
+    items = " · ".join(f'<a href="{escape(href)}">{escape(text)}</a>' for text, href in links)
+    return f'<p class="files">{escape(label)} {items}</p>'
 
 
 def cell_html(cell: pd.Series, decimals: int, interval_decimals: int = 1) -> str:

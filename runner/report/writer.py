@@ -9,6 +9,7 @@ of its part of the page.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from runner.present import figures
 from runner.present.tables import Table, csv_safe, to_markdown
-from runner.report.html import FigureFile, Section, TableBlock
+from runner.report.html import FigureFile, Section, TableBlock, links_html
 from runner.results.intervals import Derived, with_intervals
 from runner.results.study import StudyData
 
@@ -122,3 +123,7 @@ class KindSection:
     def image(self, image: Any, name: str, caption: str) -> None:
         """Save a PIL image and show it."""
         self._section.blocks.append(self._writer.image(image, name, caption))
+
+    def links(self, label: str, links: Sequence[tuple[str, str]]) -> None:
+        """A line of links under the last block: ``label``, then each (text, href)."""
+        self._section.blocks.append(links_html(label, links))

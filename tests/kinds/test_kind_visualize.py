@@ -76,7 +76,16 @@ def test_run_writes_images_activations_and_traces(tmp_path):
     assert sorted((a.layer, a.feature) for a in images) == [(0, 0), (0, 3), (1, 0), (1, 3)]
     assert all(a.path.endswith(".png") for a in images)
     assert artifacts(ctx, "panel") == []  # no dataset, no panels
-    assert ctx.progress.done == ctx.progress.total == 2 * 4  # 2 batches of 2 features
+    # every feature but (0, RED) is GELU(0) = 0 everywhere: it fails, and its 2 retries run
+    # batched (3 features: 2 batches, cut where the layer changes) after the first 2 batches
+    for layer, feature in [(0, 3), (1, 0), (1, 3)]:
+        assert metrics(ctx, "attempts", layer=layer, feature=feature)[0].value == 3
+        assert metrics(ctx, "optimization_failed", layer=layer, feature=feature)[0].value == 1
+        assert metrics(ctx, "kept_blur", layer=layer, feature=feature) == []  # nothing to keep
+    assert metrics(ctx, "attempts", layer=0, feature=RED)[0].value == 1
+    assert metrics(ctx, "optimization_failed", layer=0, feature=RED)[0].value == 0
+    assert ctx.progress.done == ctx.progress.total == 2 * 4 + 2 * (2 * 4)
+    assert ctx.result.info["optimizations_failed"] == 3
 
 
 def test_check_rejects_unknown_layers_and_features():

@@ -39,6 +39,11 @@ def random_vit() -> torch.nn.Module:
 
 @functools.lru_cache(maxsize=1)
 def planted_vit() -> torch.nn.Module:
+    """``_colour_vit``, built once per test session."""
+    return _colour_vit()
+
+
+def _colour_vit() -> torch.nn.Module:
     """A 2-block ViT (32 px, 8 px patches, width 32) whose block-0 feed-forward feature 0
     responds to how red a patch is, feature 1 to how green; every other feature is GELU(0)=0.
 
@@ -47,18 +52,9 @@ def planted_vit() -> torch.nn.Module:
     +1, -1 (a constant that keeps LayerNorm from saturating). Attention is switched off, so
     LayerNorm gives feature 0 = GELU(4 r / sqrt(r^2 + g^2 + 1)), increasing in redness r.
     """
-    from runner.models import build_untrained
-    from runner.schema import ModelSpec
-
-    model = build_untrained(ModelSpec(source="timm", name="vit_tiny_patch16_224",
-                                      pretrained=False, kwargs=TINY_VIT))
+    model = _zeroed_vit(TINY_VIT)
     net = model.net
     with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        for module in net.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                module.weight.fill_(1.0)
         area = 8 * 8
         w = net.patch_embed.proj.weight  # (32, 3, 8, 8)
         for channel, colour in ((0, 0), (4, 1)):
@@ -69,6 +65,78 @@ def planted_vit() -> torch.nn.Module:
         fc1 = net.blocks[0].mlp.fc1
         fc1.weight[RED, 0] = 1.0
         fc1.weight[GREEN, 4] = 1.0
+    return model.eval()
+
+
+def _zeroed_vit(kwargs: dict) -> torch.nn.Module:
+    """A timm ViT with every weight zero and every LayerNorm the identity map on its input's
+    standardization: attention, position embeddings and the MLP outputs contribute nothing."""
+    from runner.models import build_untrained
+    from runner.schema import ModelSpec
+
+    model = build_untrained(ModelSpec(source="timm", name="vit_tiny_patch16_224",
+                                      pretrained=False, kwargs=kwargs))
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.zero_()
+        for module in model.net.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+    return model
+
+
+# The gated features of ``gated_vit`` (block 0), beside RED and GREEN.
+GATED, NEVER = 2, 3
+
+
+def gated_vit() -> torch.nn.Module:
+    """``planted_vit`` plus two gates on redness in block 0 (pre-activation 10 x feature 0's
+    LayerNorm input, which is at most 4): GATED = GELU(10 x - 30) opens only on strongly red
+    patches and is flat (gradient exactly 0 in float32) on uniform-noise images, so an
+    optimization from noise never moves; NEVER = GELU(10 x - 45) never opens at all."""
+    model = _colour_vit()
+    fc1 = model.net.blocks[0].mlp.fc1
+    with torch.no_grad():
+        for feature, bias in ((GATED, -30.0), (NEVER, -45.0)):
+            fc1.weight[feature, 0] = 10.0
+            fc1.bias[feature] = bias
+    return model.eval()
+
+
+# The two features of ``fragile_vit`` (block 0).
+ROBUST, FRAGILE = 0, 1
+FRAGILE_VIT = {**TINY_VIT, "patch_size": 16, "depth": 1}
+
+
+def fragile_weight(patch: int = 16) -> torch.Tensor:
+    """(3, patch, patch): a 1-px red/green checkerboard whose phase flips between the left and
+    the right half of the patch; its channels sum to 0, so grey levels (luma) are invisible."""
+    y, x = torch.meshgrid(torch.arange(patch), torch.arange(patch), indexing="ij")
+    sign = (1 - 2 * ((x + y) % 2)) * torch.where(x < patch // 2, 1, -1)
+    return sign[None].float() * torch.tensor([1.0, -1.0, 0.0]).view(3, 1, 1)
+
+
+@functools.lru_cache(maxsize=1)
+def fragile_vit() -> torch.nn.Module:
+    """A 1-block ViT (32 px, 16-px patches: a 2 x 2 grid) with a robust and a fragile feature.
+    ROBUST responds to redness (as planted_vit's RED): its optimum, a flat red, survives a
+    blur, a shift and JPEG. FRAGILE responds to ``fragile_weight``: its optimum is that exact
+    pattern, which a 1-px blur and JPEG's 4:2:0 chroma erase and an 8-px shift (half a patch)
+    inverts, and which no dataset image comes near."""
+    model = _zeroed_vit(FRAGILE_VIT)
+    net = model.net
+    with torch.no_grad():
+        area = 16 * 16
+        w = net.patch_embed.proj.weight  # (32, 3, 16, 16)
+        w[0].fill_(-0.5 / area)
+        w[0, 0].fill_(1.0 / area)
+        w[6] = fragile_weight() * (0.5 / area)
+        for channel in (0, 6):
+            w[channel + 1] = -w[channel]
+        net.patch_embed.proj.bias[2], net.patch_embed.proj.bias[3] = 1.0, -1.0
+        fc1 = net.blocks[0].mlp.fc1
+        fc1.weight[ROBUST, 0] = 1.0
+        fc1.weight[FRAGILE, 6] = 1.0
     return model.eval()
 
 

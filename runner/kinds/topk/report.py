@@ -6,7 +6,6 @@ each shown feature linked to its atlas page when an atlas was built."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from runner.kinds.reporting import ReportSection, SectionContext
-from runner.present.atlas_links import feature_page, layer_page
+from runner.present.atlas_links import report_links
 from runner.present.panels import GridCell, GridRow, image_grid
 from runner.present.tables import Table, cell_frame, metric_cell
 from runner.present.text import slug
@@ -148,18 +147,6 @@ def rest_cells(ranking: Ranking, layer: int, values: pd.DataFrame, shown: set[in
     return cells
 
 
-def atlas_links(atlas: str, model: str, site: str, shown: Sequence[tuple[int, int]]
-                ) -> list[tuple[str, str]]:
-    """(text, href) of each shown (layer, feature)'s atlas page after its layer's grid, from
-    the report's page (``atlas`` is the atlas root relative to it)."""
-    links = []
-    for layer in dict.fromkeys(layer for layer, _ in shown):
-        links.append((f"layer {layer}", f"{atlas}/{layer_page(model, site, layer)}"))
-        links += [(f"feature {f}", f"{atlas}/{feature_page(model, site, layer, f)}")
-                  for lay, f in shown if lay == layer]
-    return links
-
-
 def _gallery(ctx: SectionContext, ranking: Ranking, layer: int, values: pd.DataFrame
              ) -> set[int]:
     """One layer's gallery image (and its atlas links); the features it shows."""
@@ -178,8 +165,8 @@ def _gallery(ctx: SectionContext, ranking: Ranking, layer: int, values: pd.DataF
               f"{ranking.label}, {ranking.site} layer {layer}: each row a feature, {what}; "
               f"'#r v': rank r and the image's score v ({ranking.score} over patch tokens).")
     if ctx.atlas is not None:
-        ctx.links(f"{ranking.label}, layer {layer} in the atlas:",  # type: ignore[attr-defined]
-                  atlas_links(ctx.atlas, ranking.model, ranking.site, [(layer, f) for f in rows]))
+        ctx.links(f"{ranking.label}, layer {layer} in the atlas:",
+                  report_links(ctx.atlas, ranking.model, ranking.site, [(layer, f) for f in rows]))
     return set(rows)
 
 

@@ -40,3 +40,17 @@ class VisualizeParams(SiteParams):
     trace_every: int = Field(50, ge=1, description="record the objective every this many steps")
     top_images: int = Field(5, ge=1, description="images per panel (and k of `top` selection)")
     panels: bool = Field(True, description="with a dataset: write the Figure 2 panels")
+    retries: int = Field(
+        2, ge=0, le=8, description="extra attempts for a feature whose optimization failed: "
+        "another seed, then an init from its best dataset image (without a dataset: the other "
+        "parameterization), each batched")
+    fail_floor: float = Field(
+        0.0, description="an optimization failed when the final activation is not above this")
+    fail_fraction: float = Field(
+        0.25, ge=0.0, le=1.0, description="with a dataset, it also failed when the final "
+        "activation is below this fraction of the feature's best dataset score (natural_max)")
+    blur_sigma: float = Field(1.0, gt=0, description="kept_blur: Gaussian blur of this many "
+                              "pixels (standard deviation)")
+    shift: int = Field(8, ge=0, description="kept_shift: circular shift by this many pixels "
+                       "down and right")
+    jpeg_quality: int = Field(75, ge=1, le=100, description="kept_jpeg: JPEG at this quality")
