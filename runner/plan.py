@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runner.errors import DatasetError, ModelError, PlanError, SpecError
-from runner.kinds import get_kind
-from runner.kinds.base import KindParams, check_precision
+from runner.kinds import Kind, get_kind
+from runner.kinds.base import KindParams, ModelShape, check_precision
 from runner.schema import ImagenetDataset
 from runner.spec import LoadedStudy, dotted, gc_paused
 
@@ -71,11 +72,14 @@ class Task:
         }
 
     def params_summary(self, width: int = 60) -> str:
-        """Non-default params, short: what tells this task apart from its siblings."""
+        """Non-default params, short: what tells this task apart from its siblings (a chunk
+        task's feature range as ``0..63``); params that only shape the plan are left out."""
+        hidden = set(get_kind(self.kind).plan_only)
         defaults = type(self.params)().model_dump(mode="json") if _has_defaults(self.params) else {}
         values = self.params.model_dump(mode="json")  # dataset params by name, not identity
-        shown = {k: v for k, v in values.items() if defaults.get(k, None) != v}
-        text = ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "defaults"
+        shown = {k: v for k, v in values.items() if defaults.get(k, None) != v and k not in hidden}
+        text = ", ".join(f"{k}={_summary(getattr(self.params, k), v)}"
+                         for k, v in shown.items()) or "defaults"
         return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -150,6 +154,7 @@ def make_plan(loaded: LoadedStudy, precision: str = "fp32") -> Plan:
         train_keys[name] = t.key
         add(t)
 
+    shapes = _Shapes(loaded)
     for i, entry in enumerate(study.studies):
         makers: dict[str | None, _TaskMaker] = {}
         for params in loaded.entry_params(i):  # validated once, by load_study
@@ -160,9 +165,99 @@ def make_plan(loaded: LoadedStudy, precision: str = "fp32") -> Plan:
                         dataset=entry.dataset, dataset_id=dataset_id(entry.dataset),
                         upstream=[train_keys[model]] if model in train_keys else [],
                         seed=entry.seed, entry=i, dataset_id_of=dataset_id, precision=precision)
-                add(makers[model].task(params))
+                for part in shapes.split(makers[model].kind, params, model, i):
+                    add(makers[model].task(part))
     _check_distinct_models(loaded, ids.models)
+    _check_planned_count(loaded, list(tasks.values()))
     return Plan(loaded, list(tasks.values()), precision)
+
+
+def _check_planned_count(loaded: LoadedStudy, tasks: list[Task]) -> None:
+    """The study's own limit (``load_study``'s ``max_tasks``) once chunks are split: a tiny
+    ``chunk`` on a wide layer must not plan hundreds of thousands of tasks unasked."""
+    limit = loaded.max_tasks
+    if len(tasks) <= limit:
+        return
+    per_entry: dict[int, int] = {}
+    for t in tasks:
+        if t.entry is not None:
+            per_entry[t.entry] = per_entry.get(t.entry, 0) + 1
+    biggest = max(per_entry, key=per_entry.__getitem__)
+    key = ("studies", biggest, "params", "chunk") if loaded.line_of(
+        "studies", biggest, "params", "chunk") != loaded.line_of("studies", biggest, "params") \
+        else ("studies", biggest)
+    raise SpecError(loaded.path, loaded.line_of(*key), dotted(key),
+                    f"the study plans {len(tasks):,} tasks ({per_entry[biggest]:,} from this "
+                    f"entry, its features in chunks), more than the limit of {limit:,}. Use a "
+                    f"larger `chunk` (or `chunk: null`); to plan and run it anyway, give "
+                    f"`--max-tasks {len(tasks)}` to validate, plan and run (or set "
+                    "VITSTUDY_MAX_TASKS)")
+
+
+class _Shapes:
+    """Each model's sites as ``Kind.split`` reads them (``ModelShape``): from the on-disk cache
+    (``$VITSTUDY_CACHE/shapes/``), else inspected on the meta device (this imports torch, once
+    per model and machine) and cached. A split that needs no shapes never asks."""
+
+    #: Bump when what a shape holds, or how sites are found, changes.
+    FORMAT = 1
+
+    def __init__(self, loaded: LoadedStudy) -> None:
+        self.loaded = loaded
+        self.memo: dict[str, ModelShape] = {}
+
+    def split(self, kind: Kind, params: KindParams, model: str | None,
+              entry: int) -> list[KindParams]:
+        """``kind.split`` of an entry's params on ``model``; a ``PlanError`` is the entry's."""
+        try:
+            return kind.split(params, None if model is None else lambda: self.of(model))
+        except PlanError as e:  # a layer or feature the model lacks (its own: SpecError)
+            key = ("studies", entry)
+            raise SpecError(self.loaded.path, self.loaded.line_of(*key), dotted(key),
+                            f"{kind.name} on model {model!r}: {e}") from None
+
+    def of(self, name: str) -> ModelShape:
+        if name not in self.memo:
+            self.memo[name] = self._load(name)
+        return self.memo[name]
+
+    def _load(self, name: str) -> ModelShape:
+        from runner.data.cache import read_json, write_json_atomic
+
+        spec = self.loaded.study.models[name]
+        path = self._file(spec)
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("format") == self.FORMAT:
+            return ModelShape.from_json(data)
+        from runner.models import inspect_model
+
+        try:
+            shape = ModelShape.of(inspect_model(spec, base_dir=self.loaded.base_dir,
+                                                shapes_only=True))
+        except ModelError as e:
+            key = ("models", name) + ((e.field,) if e.field in spec.model_fields_set else ())
+            raise SpecError(self.loaded.path, self.loaded.line_of(*key), dotted(key),
+                            str(e)) from None
+        write_json_atomic(path, {**shape.to_json(), "format": self.FORMAT})
+        return shape
+
+    def _file(self, spec: Any) -> Path:
+        """The cache file of a model entry's shape: keyed by the entry (but its training), the
+        study's folder for a local file, and the versions of the model libraries."""
+        from importlib import metadata
+
+        from runner.data.cache import cache_root
+
+        versions = []
+        for package in ("vitstudy", "torch", "timm", "open_clip_torch", "torchvision"):
+            try:
+                versions.append(metadata.version(package))
+            except metadata.PackageNotFoundError:
+                versions.append(None)
+        where = str(self.loaded.base_dir) if spec.source == "checkpoint" else None
+        ident = canonical_json([spec.model_dump(mode="json", exclude={"train"}), where,
+                                versions, self.FORMAT])
+        return cache_root() / "shapes" / f"{hashlib.sha256(ident.encode()).hexdigest()}.json"
 
 
 def _check_distinct_models(loaded: LoadedStudy, model_ids: dict[str, str]) -> None:
@@ -229,7 +324,7 @@ class _TaskMaker:
 
     def task(self, params: KindParams) -> Task:
         """The task of these (validated) params, with its key."""
-        params_json = params.model_dump(mode="json")
+        params_json = self.kind.key_params(params)
         for param in self.kind.dataset_params:  # hash what a dataset param names, not its name
             if params_json.get(param) is not None:
                 params_json[param] = {"dataset": self.dataset_id_of(params_json[param])}
@@ -338,6 +433,13 @@ def _diff(old: Any, new: Any, at: str = "") -> list[tuple[str, Any, Any]]:
 def _short(v: Any, width: int = 40) -> str:
     text = v if isinstance(v, str) else canonical_json(v)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _summary(value: Any, dumped: Any) -> str:
+    """A param's value as ``params_summary`` shows it: its own ``summary()`` where it has one
+    (a feature range: ``0..63``), else its JSON, short."""
+    summary = getattr(value, "summary", None)
+    return summary() if callable(summary) else _short(dumped)
 
 
 def _has_defaults(params: KindParams) -> bool:

@@ -47,11 +47,15 @@ def gc_paused() -> Iterator[None]:
 class LoadedStudy:
     """A validated study with where it came from (relative paths resolve against its folder)."""
 
-    def __init__(self, study: Study, path: Path, lines: dict[tuple, int]) -> None:
+    def __init__(self, study: Study, path: Path, lines: dict[tuple, int],
+                 max_tasks: int | None = None) -> None:
         self.study = study
         self.path = path
         self.base_dir = path.parent
         self.lines = lines
+        #: the most tasks the study may plan (``load_study``'s ``max_tasks``); the planner
+        #: checks it again once big feature selections are split into chunk tasks
+        self.max_tasks = MAX_TASKS if max_tasks is None else max_tasks
         self._params: dict[int, list[Any]] = {}  # by entry: what _check_params validated
 
     @property
@@ -101,7 +105,7 @@ def load_study(path: str | Path, max_tasks: int = MAX_TASKS) -> LoadedStudy:
         study = Study.model_validate(data)
     except ValidationError as e:
         raise _spec_error(path, lines, data, e) from None
-    loaded = LoadedStudy(study, path.resolve(), lines)
+    loaded = LoadedStudy(study, path.resolve(), lines, max_tasks)
     _check_train(loaded)
     _check_task_count(loaded, max_tasks)
     _check_references(loaded)
@@ -138,10 +142,14 @@ def _read_text(path: Path) -> str:
 def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
     """Parse YAML; also map every key path to its line (1-based), refusing duplicate keys and
     documents that aliases expand past ``MAX_YAML_NODES`` (checked before anything expands)."""
+    lines: dict[tuple, int] = {}
     try:
         node = yaml.compose(text, Loader=_Loader)
         if node is not None:
             _check_expansion(path, node, MAX_YAML_NODES, aliases="*" in text)
+            # lines before constructing: the loader merges `<<: *anchor` keys into the
+            # mapping's node itself, and the keys a mapping overrides would look duplicated
+            _walk_lines(path, node, (), lines)
         data = None if node is None else _construct(_Loader(""), node)
     except RecursionError:
         raise SpecError(path, None, None, "the YAML is nested too deeply to read") from None
@@ -150,9 +158,6 @@ def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(path, line, None, f"malformed YAML: {problem}") from None
-    lines: dict[tuple, int] = {}
-    if node is not None:
-        _walk_lines(path, node, (), lines)
     return lines, data
 
 

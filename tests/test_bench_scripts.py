@@ -70,3 +70,41 @@ def test_cpu_fallback_prints_every_figure() -> None:
         assert re.search(rf"^== {step}: ok in [0-9]+ s$", out, re.M), f"{step} did not finish"
     for pattern, times in figures.items():
         assert len(re.findall(pattern, out)) == times, f"{pattern!r} not printed {times}x"
+
+
+def test_paper_smoke_keeps_every_visual_entry_at_smoke_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The visual study at smoke size: every entry and model kept, `features: all` still split
+    into chunk tasks (two per layer), visualize at a few steps; a filter drops a study file
+    none of whose models it names."""
+    import yaml
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from paper_smoke import smoke_study
+
+    full = yaml.safe_load((REPO / "studies" / "paper_visual.yaml").read_text())
+    smoke = yaml.safe_load(smoke_study(tmp_path, 2, study="paper_visual").read_text())
+    assert smoke["models"].keys() == full["models"].keys()
+    assert [e["kind"] for e in smoke["studies"]] == [e["kind"] for e in full["studies"]]
+    assert all(m["pretrained"] is False for m in smoke["models"].values())
+    first = smoke["studies"][0]["params"]
+    assert (first["features"], first["chunk"], first["steps"]) == (
+        {"start": 0, "stop": 4}, 2, 2)
+    assert smoke_study(tmp_path, 2, ["clip_b32"], study="paper") is None
+
+
+@pytest.mark.slow
+def test_paper_smoke_runs_the_visual_study_through_report_and_atlas() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "paper_smoke.py"), "--device", "cpu", "--limit",
+         "2", "--batch-size", "2", "--models", "clip_b32", "--studies", "paper_visual",
+         "--steps", "1", "--copies", "1", "--chunk-features", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=1500,
+        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    atlas = rf", atlas {NUMBER} s" if "atlas: not built" not in out else ""
+    assert re.search(rf"paper_visual study \(clip_b32\), untrained real-size models, 2 images "
+                     rf"per dataset: run {NUMBER} s, report {NUMBER} s{atlas};", out), out[-2000:]
+    # every chunk of every layer (12 x 2) + topk: all done, none failed
+    assert re.search(r"^25 done, 0 failed", out, re.M), out[-2000:]

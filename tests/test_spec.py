@@ -137,3 +137,25 @@ def test_relative_dataset_paths_resolve_against_the_study_folder(tmp_path: Path,
     spec = load_study(study).study.datasets["shapes_val"]
     assert spec.root == str(tmp_path / "studies" / "data" / "val")
     assert spec.boxes == str(tmp_path / "studies" / "data" / "boxes")
+
+
+#: Two lowpass entries sharing params through a YAML anchor; the second overrides one key.
+MERGED = TINY_STUDY.replace(LOWPASS_ENTRY,
+                            "    params: &base {radii: [2, 8], highpass: true}") + """\
+  - kind: lowpass
+    models: [vit]
+    dataset: shapes_val
+    params: {<<: *base, radii: [4]}
+"""
+
+
+def test_a_merged_anchor_with_overridden_keys_is_not_a_duplicate(tmp_path: Path) -> None:
+    loaded = load_study(write_study(tmp_path, MERGED))
+    first, second = (loaded.entry_params(i)[0] for i in (0, 1))
+    assert (first.radii, first.highpass) == ((2.0, 8.0), True)
+    assert (second.radii, second.highpass) == ((4.0,), True)  # merged, then overridden
+    assert loaded.line_of("studies", 1, "params", "radii") == MERGED.splitlines().index(
+        "    params: {<<: *base, radii: [4]}") + 1
+    twice = MERGED.replace("radii: [4]}", "radii: [4], radii: [5]}")
+    with pytest.raises(SpecError, match="studies\\[1\\].params.radii: duplicate key"):
+        load_study(write_study(tmp_path, twice, "twice.yaml"))

@@ -43,6 +43,42 @@ if TYPE_CHECKING:  # heavy imports stay out of the CLI's import path
 
 
 
+@dataclass(frozen=True)
+class SiteShape:
+    """The part of a site (``runner.models.SiteInfo``) a plan reads: name, block, kind, width."""
+
+    name: str
+    layer: int | None
+    what: str
+    n_features: int
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What ``Kind.split`` reads of a model: its name, depth and sites, the fields of
+    ``runner.models.ModelInfo`` a split needs. Plain data, kept on disk by the planner so that
+    planning a study again imports no torch."""
+
+    name: str
+    depth: int
+    sites: dict[str, SiteShape]
+
+    @classmethod
+    def of(cls, info: Any) -> ModelShape:
+        """The shape of a ``ModelInfo``."""
+        return cls(info.name, info.depth, {
+            name: SiteShape(name, s.layer, s.what, s.n_features) for name, s in info.sites.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "depth": self.depth,
+                "sites": [[s.name, s.layer, s.what, s.n_features] for s in self.sites.values()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelShape:
+        sites = [SiteShape(*row) for row in data["sites"]]
+        return cls(data["name"], int(data["depth"]), {s.name: s for s in sites})
+
+
 class KindParams(BaseModel):
     """Base for every kind's params: unknown keys are errors, values are validated, and a
     float param is finite (a NaN or inf radius or weight would silently store nonsense)."""
@@ -344,6 +380,10 @@ class Kind:
     #: untrained, and the task's ``checkpoint`` artifact becomes the weights of the tasks
     #: downstream of it.
     trains_model: ClassVar[bool] = False
+    #: Params that only shape the plan (how ``split`` cuts an entry into tasks), never a
+    #: result: left out of the task key, so that changing them reuses every task they leave
+    #: the same.
+    plan_only: ClassVar[tuple[str, ...]] = ()
 
     def requires_dataset(self, params: KindParams) -> bool:
         """Whether a task with these params needs the entry's ``dataset:`` (checked on load)."""
@@ -351,6 +391,19 @@ class Kind:
 
     def check(self, params: KindParams, model: ModelInfo | None) -> None:
         """Plan-time validation against the model's sites; raise ``PlanError``."""
+
+    def split(self, params: KindParams, model: Callable[[], ModelShape] | None
+              ) -> list[KindParams]:
+        """The params of each task an entry's params become (default: one task, as given).
+        ``model`` returns the task's model's sites (inspected, and cached on disk, on the
+        first call only: call it only when the split needs them); None for a task without a
+        model. Each part is a task of its own, keyed by its own params; raise ``PlanError``."""
+        return [params]
+
+    def key_params(self, params: KindParams) -> dict[str, Any]:
+        """The params as they enter the task key (JSON values): all of them, but those in
+        ``plan_only``."""
+        return params.model_dump(mode="json", exclude=set(self.plan_only) or None)
 
     def run(self, ctx: TaskContext) -> None:
         """Run one task: a fusable kind runs its evaluator alone (the fused loop with one

@@ -1,15 +1,17 @@
 """Site and feature selection shared by the kinds that read one site kind in some blocks
-(topk, visualize, spatial_drop): their params, and the plan-time checks against the model.
-Light: pydantic and ``ModelInfo`` only, no torch, so planning stays fast."""
+(topk, visualize, spatial_drop): their params, the plan-time checks against the model, and
+the split of a big feature selection into chunk tasks (``chunk``). Light: pydantic and
+``ModelInfo`` only, no torch, so planning stays fast."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from runner.errors import PlanError
-from runner.kinds.base import Kind, KindParams
+from runner.kinds.base import Kind, KindParams, ModelShape
 from runner.models.sites import check_sites
 
 if TYPE_CHECKING:
@@ -29,6 +31,14 @@ class FeatureRange(KindParams):
     def indices(self) -> list[int]:
         return list(range(self.start, self.stop, self.step))
 
+    def summary(self) -> str:
+        """``0..63`` (``0..62 step 2``): the range as ``vitstudy plan`` shows it."""
+        indices = self.indices()
+        if not indices:
+            return "empty"
+        text = f"{indices[0]}..{indices[-1]}"
+        return text if self.step == 1 else f"{text} step {self.step}"
+
 
 class TopFeatures(KindParams):
     """A layer's most active features on the study's dataset: each feature is scored by the
@@ -45,6 +55,10 @@ FeatureSelection = list[int] | FeatureRange | TopFeatures | Literal["all"]
 LAYERS_DOC = "block indices, 0-based (negative counts from the last block), or `all`"
 SITE_DOC = ("which activation inside each block: `mlp` (the feed-forward GELU output, the "
             "paper's features), `q`, `k`, `v`, or `out` (the block's output tokens)")
+CHUNK_DOC = ("features per task: a selection (`all`, a range or a list) with more features than "
+             "this in a layer is planned as one task per layer and per run of this many "
+             "features, each keyed by its own range (resumable, cached and spread over workers "
+             "on its own); null: one task. Not part of any task key")
 
 
 def resolve_layers(layers: Layers, depth: int) -> list[int]:
@@ -91,17 +105,72 @@ def check_selection(info: ModelInfo, layers: Layers, what: str,
         explicit_features(selection, site.n_features)
 
 
+def chunk_field(default: int | None) -> Any:
+    """The ``chunk`` param (``CHUNK_DOC``) with a kind's own default."""
+    return Field(default, ge=1, description=CHUNK_DOC)
+
+
 class SiteParams(KindParams):
     """Params shared by the kinds that read one site kind in some blocks."""
 
     layers: Layers = Field("all", description=LAYERS_DOC)
     site: SiteKind = Field("mlp", description=SITE_DOC)
+    chunk: int | None = chunk_field(None)
+
+
+def _selection_size(selection: FeatureSelection) -> int | None:
+    """How many features an explicit selection names (None for `all` and `top`)."""
+    if isinstance(selection, FeatureRange):
+        return len(range(selection.start, selection.stop, selection.step))
+    if isinstance(selection, list):
+        return len(set(selection))
+    return None
+
+
+def feature_chunks(selection: FeatureSelection, features: list[int],
+                   size: int) -> list[list[int] | FeatureRange]:
+    """``features`` (a site's selected indices, sorted) cut into runs of ``size``: ranges for
+    `all` and a range (the step kept), sub-lists for a list."""
+    runs = [features[i : i + size] for i in range(0, len(features), size)]
+    if isinstance(selection, list):
+        return runs
+    step = selection.step if isinstance(selection, FeatureRange) else 1
+    return [FeatureRange(start=run[0], stop=run[-1] + 1, step=step) for run in runs]
+
+
+def split_selection(params: SiteParams, model: Callable[[], ModelShape] | None
+                    ) -> list[SiteParams]:
+    """``params`` as chunk tasks: unchanged (one task) when ``chunk`` is null, the selection is
+    `top`, or every layer's selection fits in one chunk; else one task per layer and run of
+    ``chunk`` features, its ``layers`` that one block and its ``features`` the run. The
+    model's sites are read only when a split may be needed (`all`, or a longer selection)."""
+    size, selection = params.chunk, params.features  # type: ignore[attr-defined]
+    if size is None or model is None or isinstance(selection, TopFeatures):
+        return [params]
+    listed = _selection_size(selection)
+    if listed is not None and listed <= size:
+        return [params]
+    sites = resolve_sites(model(), params.layers, params.site)
+    chosen = {s.layer: explicit_features(selection, s.n_features) for s in sites}
+    if all(len(features) <= size for features in chosen.values()):
+        return [params]
+    base = params.model_dump()
+    return [type(params).model_validate({**base, "layers": [layer], "features": part})
+            for layer, features in chosen.items()
+            for part in feature_chunks(selection, features, size)]
 
 
 class SiteReadingKind(Kind):
     """A kind whose params are ``SiteParams`` with a ``features`` selection (topk, visualize,
-    spatial_drop): the plan checks every requested site and feature against the model."""
+    spatial_drop): the plan checks every requested site and feature against the model, and
+    splits a big selection into chunk tasks (``split_selection``)."""
+
+    plan_only = ("chunk",)
 
     def check(self, params: KindParams, model: ModelInfo | None) -> None:
         if model is not None:
             check_selection(model, params.layers, params.site, params.features)  # type: ignore[attr-defined]
+
+    def split(self, params: KindParams, model: Callable[[], ModelShape] | None
+              ) -> list[KindParams]:
+        return list(split_selection(params, model))  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 """Faults and concurrency of the executor on the tiny real study: a runner killed while another
-waits for its tasks, SIGTERM and Ctrl-C, incremental claiming by two runners, and each task's
-own time in ``tasks.seconds``."""
+waits for its tasks, SIGTERM and Ctrl-C, incremental claiming by two runners, each task's
+own time in ``tasks.seconds``, and a chunked visualize killed half-way keeping its chunks."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from tests.fault_world import (
     tasks_by_kind,
     wait_for,
 )
-from tests.helpers import TINY_EVALUATIONS, TINY_STUDY, write_study
+from tests.helpers import TINY_EVALUATIONS, TINY_STUDY, TINY_VIT, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +221,54 @@ def test_runner_hands_back_only_its_own_running_tasks(world: tuple[Path, str],
     assert db.release_tasks(engine, mine) == 1
     assert tasks_by_kind(folder)["lowpass"][0] == "interrupted"
     assert tasks_by_kind(folder)["train"][0] == "done"
+
+
+#: A chunked `features: all` visualize: the 128 features of a layer in chunks of 16, 8 tasks.
+CHUNKED = """\
+name: chunked
+datasets: {}
+""" + TINY_VIT + """\
+studies:
+  - kind: visualize
+    models: [vit]
+    params: {layers: [0], features: all, chunk: 16, steps: 4, copies: 2}
+"""
+
+
+def _done_chunks(folder: Path, proc: subprocess.Popen) -> list[tuple]:
+    """(key, run_id, ended_at) of each done task so far; the runner must still be alive."""
+    assert proc.poll() is None, proc.communicate()
+    try:
+        return sql(folder, "SELECT key, run_id, ended_at FROM tasks WHERE status = 'done'")
+    except sqlite3.OperationalError:  # no database or no tables yet
+        return []
+
+
+def test_a_killed_chunked_visualize_keeps_every_finished_chunk(tmp_path: Path) -> None:
+    study = write_study(tmp_path, CHUNKED)
+    plan = make_plan(load_study(study))
+    assert len(plan.tasks) == 8
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(study)], cwd=tmp_path,
+                            env=environment(tmp_path, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(_done_chunks(tmp_path, proc)) >= 2, 240, "two chunks done",
+                 every=0.02)
+        proc.kill()  # SIGKILL: no handler runs, the running chunk is left as it was
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    finished = sql(tmp_path, "SELECT key, run_id, ended_at FROM tasks WHERE status = 'done'")
+    assert 2 <= len(finished) < 8, "killed after the last chunk: nothing was interrupted"
+    files = sql(tmp_path, "SELECT a.task_key, a.path, a.bytes FROM artifacts a JOIN tasks t "
+                "ON t.key = a.task_key WHERE t.status = 'done'")
+    assert {key for key, _, _ in files} == {key for key, _, _ in finished}
+    assert all((tmp_path / "artifacts" / path).stat().st_size == size for _, path, size in files)
+    rerun = run_study(tmp_path, CHUNKED)
+    assert rerun.exit_code == 0, rerun.output
+    assert f"{8 - len(finished)} done, 0 failed" in rerun.output
+    assert f"{len(finished)} cached" in rerun.output
+    after = {key: (run, ended) for key, run, ended in sql(
+        tmp_path, "SELECT key, run_id, ended_at FROM tasks WHERE status = 'done'")}
+    assert set(after) == {t.key for t in plan.tasks}
+    assert all(after[key] == (run, ended) for key, run, ended in finished)  # not redone
