@@ -114,6 +114,12 @@ def check_contents(name: str, paths: FolderPaths) -> None:
     check_readable(name, paths.root, rel_paths)
 
 
+def class_list(name: str, paths: FolderPaths) -> list[str]:
+    """The dataset's class ids in label order, without opening it (lists the folder and reads
+    the small text files, as ``check_contents`` does)."""
+    return _labelled(name, paths)[2]
+
+
 def check_readable(name: str, root: Path, rel_paths: list[str]) -> None:
     """Raise ``DatasetError`` when not one of a few images spread over the dataset decodes:
     a folder of broken files is refused before anything runs (a run checks every image)."""

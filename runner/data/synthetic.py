@@ -3,7 +3,8 @@
 A world is a pure function of its params (``SyntheticDataset`` minus ``split``, ``subset`` and
 ``cache``). It is generated once into ``<cache>/synthetic/<world id>/``::
 
-    classes.txt                       class names in label order
+    classes.txt                       class names in label order (each a WordNet noun:
+                                      ``synthetic_render.SHAPE_WNIDS``)
     world.json                        the params and generator version (written last)
     <split>/<class>/<class>_<i>.png   images (split: train, val)
     <split>_boxes/<stem>.xml          PASCAL-VOC box of the shape (tight bbox of its mask)

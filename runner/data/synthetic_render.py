@@ -17,6 +17,16 @@ SHAPES = (
     "circle", "square", "triangle", "star", "cross",
     "ring", "diamond", "hexagon", "crescent", "arrow",
 )
+#: The WordNet 3.0 noun each shape is (its wnid), so that the world's classes have a place in
+#: the noun hierarchy (the ``concepts`` kind): plane figures (circle, square, triangle, star,
+#: rhombus, hexagon), a toroid (ring), a curve (crescent), a decorative marking (crisscross)
+#: and a written mark (arrow). Names, not images: drawing does not read it.
+SHAPE_WNIDS = {
+    "circle": "n13873502", "square": "n13878634", "triangle": "n13879320",
+    "star": "n13881644", "cross": "n04681387", "ring": "n13875392",
+    "diamond": "n13882961", "hexagon": "n13882276", "crescent": "n13896217",
+    "arrow": "n06818121",
+}
 BACKGROUNDS = (
     "stripes", "checker", "dots", "noise", "gradient",
     "waves", "grid", "plain", "bricks", "zigzag",
