@@ -53,7 +53,9 @@ else
   VISUALIZE=(--models vit_base --layers 0 1 2 3 4 5 --features 32 --steps 5 --batch 256
              --repeats 1 --precision fp32,bf16)
   PRECISION=(--precisions fp32,tf32,bf16 --epochs 3 --repeat 2)
-  PAPER=(--limit 300 --batch-size 64)
+  # the evaluation study at a few hundred images (its figure in BENCHMARKS.md); the visual
+  # study's smoke (paper_visual) takes its own minutes: bench/paper_smoke.py --studies paper_visual
+  PAPER=(--limit 300 --batch-size 64 --studies paper)
   # 480 s in all: the whole script stays under 8 minutes (about 6 on an H200, 2026-11-26)
   LIMITS=(50 45 50 75 85 40 135)
 fi

@@ -492,6 +492,23 @@ def _check_datasets(plan: Plan, tasks: list[Task]) -> None:
             check_dataset(name, datasets[name])
         except DatasetError as e:
             raise _at(plan, ("datasets", name), str(e)) from None
+    _check_kind_datasets(plan, tasks)
+
+
+def _check_kind_datasets(plan: Plan, tasks: list[Task]) -> None:
+    """A kind's own demands on the dataset a task reads (``Kind.check_dataset``: concepts
+    needs WordNet class ids), once per (kind, dataset), reported at the entry's dataset."""
+    datasets = plan.study.study.datasets
+    seen: set[tuple[str, str]] = set()
+    for t in tasks:
+        if not t.dataset or (t.kind, t.dataset) in seen:
+            continue
+        seen.add((t.kind, t.dataset))
+        try:
+            get_kind(t.kind).check_dataset(t.params, t.dataset, datasets[t.dataset])
+        except DatasetError as e:
+            key = ("studies", t.entry, "dataset") if t.entry is not None else ("datasets",)
+            raise _at(plan, key, str(e)) from None
 
 
 def _inspect_models(plan: Plan, tasks: list[Task]) -> dict[str, Any]:

@@ -81,12 +81,16 @@ def test_ranges_with_a_step_and_lists_keep_their_form(tmp_path: Path) -> None:
 
 
 def test_no_split_leaves_the_task_and_its_key_as_without_chunk(tmp_path: Path) -> None:
-    base = "{kind: visualize, models: [vit], params: {layers: [0, 1], features: all%s}}"
+    base = "{kind: topk, models: [vit], dataset: val, params: {layers: [0, 1], features: all%s}}"
     keys = [plan_of(tmp_path, study(base % extra), f"{i}.yaml").tasks
             for i, extra in enumerate(["", ", chunk: null", f", chunk: {WIDTH}", ", chunk: 999"])]
     assert all(len(tasks) == 1 for tasks in keys)
     assert len({tasks[0].key for tasks in keys}) == 1
     assert keys[0][0].key_parts["params"]["features"] == "all"
+    default = plan_of(tmp_path, study("{kind: visualize, models: [vit], params: {layers: [0],"
+                                      " features: all}}"), "default.yaml")
+    # visualize's default chunk is 64: the 128 features of a layer make 2 tasks
+    assert chunks(default) == [("visualize", [0], r(s, s + 64)) for s in (0, 64)]
     short = plan_of(tmp_path, study("{kind: visualize, models: [vit], params: {layers: [0, 1],"
                                     " features: [0, 1, 2], chunk: 2}}"), "short.yaml")
     # 3 listed features > 2: split, per layer, in runs of 2

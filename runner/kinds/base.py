@@ -392,6 +392,10 @@ class Kind:
     def check(self, params: KindParams, model: ModelInfo | None) -> None:
         """Plan-time validation against the model's sites; raise ``PlanError``."""
 
+    def check_dataset(self, params: KindParams, name: str, spec: Any) -> None:
+        """Plan-time validation of the dataset ``name`` (its ``spec`` from the study file) that
+        a task reads, after it was found readable; raise ``DatasetError``."""
+
     def split(self, params: KindParams, model: Callable[[], ModelShape] | None
               ) -> list[KindParams]:
         """The params of each task an entry's params become (default: one task, as given).

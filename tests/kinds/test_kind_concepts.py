@@ -310,3 +310,33 @@ def test_report_verdicts_that_do_not_hold(tmp_path: Path) -> None:
     only_clip = FakeSection(_study(tmp_path, {"clip": ("open_clip/RN50.openai", 1, 1)}))
     SECTION.build(only_clip)  # a CLIP ResNet is a CNN: no CLIP ViT, no supervised ViT
     assert not any("CLIP ViTs'" in n for n in only_clip.notes)
+
+
+def test_plan_refuses_concepts_on_a_dataset_without_wordnet_ids(tmp_path: Path) -> None:
+    """`vitstudy plan` refuses before anything runs: one paragraph at the entry's dataset,
+    exit 2; the same entry on the synthetic world (shape classes have WordNet ids) plans."""
+    from click.testing import CliRunner
+
+    from runner.cli import main
+    from tests.helpers import TINY_VIT, write_study
+
+    from PIL import Image
+
+    for name in ("cats", "dogs"):
+        folder = tmp_path / "pets" / name
+        folder.mkdir(parents=True)
+        Image.new("RGB", (16, 16), (200, 10, 10)).save(folder / "a.png")
+    study = ("name: pets\ndatasets:\n  pets: {kind: imagenet, root: " + str(tmp_path / "pets")
+             + "}\n  shapes: {kind: synthetic, split: val, classes: 4, val_per_class: 2, "
+             "size: 32}\n" + TINY_VIT + "studies:\n  - kind: concepts\n    models: [vit]\n"
+             "    dataset: DATA\n    params: {layers: [0], k: 2}\n")
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    refused = runner.invoke(main, ["--db", db, "plan",
+                                   str(write_study(tmp_path, study.replace("DATA", "pets")))])
+    assert refused.exit_code == 2, refused.output
+    assert "not WordNet 3.0 noun ids" in refused.output and "dataset" in refused.output
+    assert "Traceback" not in refused.output
+    planned = runner.invoke(main, ["--db", db, "plan", str(write_study(
+        tmp_path, study.replace("DATA", "shapes"), "ok.yaml"))])
+    assert planned.exit_code == 0, planned.output

@@ -202,7 +202,8 @@ def test_a_section_from_a_kind_the_builder_does_not_know(tmp_path, monkeypatch):
     out = tmp_path / "out"
     html = build(filled, out, task_keys=filled.task_keys + [key], n_boot=200).read_text()
     ids = re.findall(r'<section id="([^"]+)">', html)
-    assert ids == ["features", "token-mixing", "ghost", "fgbg", "lowpass", "spatial", "tasks"]
+    assert ids == ["features", "topk", "concepts", "map-boxes", "token-mixing", "ghost", "fgbg",
+                   "lowpass", "spatial", "tasks"]
     assert "Ghost accuracy per variant" in html and "The ghost kind was here." in html
     assert "could not be built" not in html
     cells = pd.read_csv(out / "tables/ghost_accuracy.csv").set_index("column")

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from runner.kinds.sites import FeatureSelection, SiteParams
+from runner.kinds.sites import FeatureSelection, SiteParams, chunk_field
 
 #: An Adam beta: a decay rate, in [0, 1) (torch refuses anything else when the task starts).
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -18,6 +18,9 @@ class VisualizeParams(SiteParams):
     features: FeatureSelection = Field(
         [0, 1, 2, 3], description="per layer: a list of indices, a range {start, stop, step}, "
         "`all`, or {top: N, by: topk-activation} (the N most active on the dataset)")
+    #: 64 features a task: a few minutes of a GPU each at the paper's recipe, so a killed run
+    #: of a 3,072-feature layer loses at most one chunk
+    chunk: int | None = chunk_field(64)
     steps: int = Field(400, ge=1, description="optimizer steps")
     lr: float = Field(0.1, gt=0, description="Adam learning rate at the start")
     betas: tuple[Beta, Beta] = Field((0.5, 0.99), description="Adam betas, each in [0, 1)")
