@@ -316,11 +316,10 @@ def test_plan_refuses_concepts_on_a_dataset_without_wordnet_ids(tmp_path: Path) 
     """`vitstudy plan` refuses before anything runs: one paragraph at the entry's dataset,
     exit 2; the same entry on the synthetic world (shape classes have WordNet ids) plans."""
     from click.testing import CliRunner
+    from PIL import Image
 
     from runner.cli import main
     from tests.helpers import TINY_VIT, write_study
-
-    from PIL import Image
 
     for name in ("cats", "dogs"):
         folder = tmp_path / "pets" / name
