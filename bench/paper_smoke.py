@@ -70,9 +70,29 @@ def smoke_study(folder: Path, limit: int, models: list[str] | None = None, *,
     for entry in data["studies"]:
         if entry["kind"] == "visualize":
             _smaller(entry, steps, copies, chunk_features)
+        if entry["kind"] == "concepts":  # needs class folders named by WordNet id
+            data["datasets"]["val_wnids"] = {"kind": "imagenet",
+                                             "root": str(wordnet_mirror(world / "val", folder)),
+                                             "subset": {"limit": limit, "seed": 0}}
+            entry["dataset"] = "val_wnids"
     path = folder / f"{study}_smoke.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def wordnet_mirror(split: Path, folder: Path) -> Path:
+    """The world's split as ImageNet has it, class folders named by WordNet id (links to the
+    shape folders), for the kinds that read classes in WordNet (concepts); no boxes (their
+    files name the shapes)."""
+    from runner.data.synthetic_render import SHAPE_WNIDS
+
+    mirror = folder / "world_wnids"
+    mirror.mkdir(exist_ok=True)
+    for shape in sorted(p.name for p in split.iterdir() if p.is_dir()):
+        link = mirror / SHAPE_WNIDS[shape]
+        if not link.exists():
+            link.symlink_to(split / shape, target_is_directory=True)
+    return mirror
 
 
 def _smaller(entry: dict[str, Any], steps: int, copies: int, chunk_features: int) -> None:

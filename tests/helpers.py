@@ -105,3 +105,27 @@ def make_results_db(folder: Path, name: str = "results.db") -> Path:
     db.end_run(engine, run_id, "done")
     engine.dispose()
     return path
+
+
+class RecordingSection:
+    """A section builder's ``SectionContext`` for one kind over loaded ``StudyData``, keeping
+    what the section adds (notes, tables, figure names) for the test to read."""
+
+    atlas: str | None = None
+
+    def __init__(self, kind: str, data) -> None:
+        self.kind, self.data, self.styles = kind, data, {}
+        self.notes, self.tables, self.figures = [], [], []
+
+    def done(self):
+        done = self.data.done(self.kind)
+        return None if done.empty else done
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def table(self, table, *, folded: bool = False) -> None:
+        self.tables.append(table)
+
+    def figure(self, figure, name: str, caption: str) -> None:
+        self.figures.append(name)

@@ -31,6 +31,7 @@ from runner.errors import DatasetError
 from runner.kinds.concepts import KIND
 from runner.kinds.concepts.measures import ClassSpace, random_sets, set_measures
 from runner.schema import ImagenetDataset, SyntheticDataset
+from tests.helpers import RecordingSection
 
 #: Eight classes: four carnivores close together, four far apart (an artifact, a marking, a
 #: written mark, a plane figure).
@@ -209,29 +210,6 @@ def test_the_synthetic_world_has_wordnet_classes(tmp_path: Path, monkeypatch) ->
 # --------------------------------------------------------------------------- report section
 
 
-class FakeSection:
-    """What a section builder sees (``SectionContext``), collecting what it adds."""
-
-    kind, atlas = "concepts", None
-
-    def __init__(self, data) -> None:
-        self.data, self.styles = data, {}
-        self.notes, self.tables, self.figures = [], [], []
-
-    def done(self):
-        done = self.data.done(self.kind)
-        return None if done.empty else done
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def table(self, table, *, folded: bool = False) -> None:
-        self.tables.append(table)
-
-    def figure(self, figure, name: str, caption: str) -> None:
-        self.figures.append(name)
-
-
 def _study(tmp_path: Path, models: dict[str, tuple[str, float, float]]):
     """A StudyData of one concepts task per model: alias -> (library name, mean purity ratio,
     mean spread ratio) over 40 features in 2 layers, with a labels artifact per layer."""
@@ -277,7 +255,7 @@ def test_report_section_verdicts_from_intervals(tmp_path: Path) -> None:
         "vit_b16": ("vit_base_patch16_384.orig_in21k_ft_in1k", 2.0, 0.5),
         "resnet50": ("resnet50.tv_in1k", 1.8, 0.6),
     })
-    section = FakeSection(data)
+    section = RecordingSection("concepts", data)
     SECTION.build(section)
     assert section.notes[0].startswith("Paper (section 6)")
     single, clip = section.notes[1], section.notes[2]
@@ -303,11 +281,12 @@ def test_report_verdicts_that_do_not_hold(tmp_path: Path) -> None:
         "clip_b16": ("open_clip/ViT-B-16.openai", 2.0, 0.5),    # as pure as the ViT
         "deit_s": ("deit_small_patch16_224.fb_in1k", 1.0, 1.0),  # random-like
     })
-    section = FakeSection(data)
+    section = RecordingSection("concepts", data)
     SECTION.build(section)
     assert "undecided on deit_s" in section.notes[1]
     assert "does not hold on clip_b16" in section.notes[2]
-    only_clip = FakeSection(_study(tmp_path, {"clip": ("open_clip/RN50.openai", 1, 1)}))
+    only_clip = RecordingSection(
+        "concepts", _study(tmp_path, {"clip": ("open_clip/RN50.openai", 1, 1)}))
     SECTION.build(only_clip)  # a CLIP ResNet is a CNN: no CLIP ViT, no supervised ViT
     assert not any("CLIP ViTs'" in n for n in only_clip.notes)
 

@@ -18,6 +18,7 @@ from runner.data.base import Batch
 from runner.errors import PlanError
 from runner.kinds.map_boxes import KIND
 from runner.ops.pixels import model_batch, to_unit
+from tests.helpers import RecordingSection
 from tests.ops.test_ops_box_mass import reference_inside, reference_measures
 
 HEIGHT, WIDTH = 48, 64  # native images larger than the 32-px input, and not square
@@ -182,29 +183,6 @@ def test_declaration_and_plan_checks():
 # --------------------------------------------------------------------------- report section
 
 
-class FakeSection:
-    """What a section builder sees (``SectionContext``), collecting what it adds."""
-
-    kind, atlas = "map_boxes", None
-
-    def __init__(self, data) -> None:
-        self.data, self.styles = data, {}
-        self.notes, self.tables, self.figures = [], [], []
-
-    def done(self):
-        done = self.data.done(self.kind)
-        return None if done.empty else done
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def table(self, table, *, folded: bool = False) -> None:
-        self.tables.append(table)
-
-    def figure(self, figure, name: str, caption: str) -> None:
-        self.figures.append(name)
-
-
 DEPTH = 4
 
 
@@ -245,7 +223,7 @@ def test_report_section_verdicts_from_intervals(tmp_path: Path) -> None:
 
     data, rows = study(tmp_path, {"vit": (0.7, [0, 1, 2, 3]), "cnn": (0.1, [0, 2, 3]),
                                   "flat": (0.3, [0, 1, 2, 3]), "shallow": (0.7, [0, 1])})
-    section = FakeSection(data)
+    section = RecordingSection("map_boxes", data)
     SECTION.build(section)
     notes = [n for n in section.notes if ": left out " not in n]
     assert len(notes) == 3 and notes[0].startswith("Paper (section 3, contribution II)")
