@@ -1,4 +1,5 @@
-# vitstudy: `make demo` runs the offline quickstart study and writes its report;
+# vitstudy: `make demo` runs the offline quickstart study and writes its feature atlas and
+# its report (the atlas first, so that the report's feature panels link into it);
 # `make test` runs the test suite. Both create .venv and install the project if needed.
 #
 # TORCH_INSTALL is how torch and torchvision get into the venv. The default pins the builds
@@ -26,6 +27,7 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/vitstudy run studies/quickstart.yaml
+	$(BIN)/vitstudy atlas studies/quickstart.yaml
 	$(BIN)/vitstudy report studies/quickstart.yaml
 
 # README's quickstart table and every quickstart number in docs/, rewritten from results.db
@@ -48,4 +50,4 @@ bench: install
 	$(BIN)/python bench/noop_rerun.py
 
 clean:
-	rm -rf results.db results.db-wal results.db-shm artifacts reports
+	rm -rf results.db results.db-wal results.db-shm artifacts reports atlas

@@ -514,15 +514,77 @@ def report(ctx: click.Context, study_file: str, out: str | None, precision: str)
 
 
 def _write_report(ctx: click.Context, p: Any, cache_status: Any, out: str | None = None) -> None:
-    from runner.present.paper import library_name
+    from runner.present.atlas_links import DEFAULT_ROOT
     from runner.report import build_report
 
     engine = _engine(ctx)
     out_dir = Path(out or Path("reports") / p.study.name)
-    names = {alias: library_name(spec) for alias, spec in p.study.study.models.items()}
     index = build_report(p.study.name, [t.key for t in p.tasks], engine, _store(ctx).root,
-                         out_dir, model_names=names)
+                         out_dir, model_names=_library_names(p),
+                         atlas_dir=Path(DEFAULT_ROOT) / p.study.name)
     click.echo(f"report: {Path(index).resolve()}")
+
+
+def _library_names(p: Any) -> dict[str, str | None]:
+    """Each model alias of the plan's study -> its library name (families, paper matches)."""
+    from runner.present.paper import library_name
+
+    return {alias: library_name(spec) for alias, spec in p.study.study.models.items()}
+
+
+@main.command()
+@global_options
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--out", default=None,
+              help="folder (default atlas/<study name>); only a folder the atlas made (or a new "
+                   "or empty one) is written to.")
+@click.option("--per-page", default=256, show_default=True, type=click.IntRange(1),
+              help="features per page of a layer's grid.")
+@_precision_option
+@click.pass_context
+def atlas(ctx: click.Context, study_file: str, out: str | None, per_page: int,
+          precision: str) -> None:
+    """Build the study's feature atlas from the database: a static site (models, layers, a
+    grid of features, a page per feature) that opens from file:// with no server. A rebuild
+    writes only what changed."""
+    from runner.atlas import build_atlas
+    from runner.atlas.images import ImageSource
+    from runner.present.atlas_links import DEFAULT_ROOT
+
+    loaded = _load(study_file)
+    p = _plan(loaded, precision)
+    engine = _engine(ctx)
+    out_dir = Path(out or Path(DEFAULT_ROOT) / p.study.name)
+    result = build_atlas(p.study.name, [t.key for t in p.tasks], engine, _store(ctx).root,
+                         out_dir, images=ImageSource(loaded), per_page=per_page,
+                         model_names=_library_names(p), progress=_Progress("atlas: writing files"))
+    done = result.sync
+    click.echo(f"atlas: {result.features} features; {done.written} files written, "
+               f"{done.unchanged} unchanged, {done.removed} removed")
+    click.echo(f"atlas: {result.index.resolve()}")
+    _spare_shutdown_collections()
+
+
+class _Progress:
+    """``done/total`` on stderr for a long loop (``least`` items or more): on a terminal one
+    line rewritten at most once a second, elsewhere a line every ten seconds; always the last."""
+
+    def __init__(self, what: str, least: int = 500) -> None:
+        self.what, self.least, self._last = what, least, 0.0
+        self.terminal = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if total < self.least or (
+                done < total and now - self._last < (1.0 if self.terminal else 10.0)):
+            return
+        self._last = now
+        if self.terminal:
+            click.echo(f"\r{self.what} {done}/{total}", err=True, nl=done == total)
+        else:
+            click.echo(f"{self.what} {done}/{total}", err=True)
 
 
 @main.command()

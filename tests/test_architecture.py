@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "runner/execute/": 3,
     # 4: what the user calls
     "runner/report/": 4,
+    "runner/atlas/": 4,  # the static feature atlas, beside the report
     "runner/cli.py": 4,
     "runner/__main__.py": 4,
     "runner/__init__.py": 4,

@@ -7,8 +7,8 @@ the fixed site names (``mlp``, ``q``, ...), so they open from
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from runner.present.text import slug
@@ -22,6 +22,7 @@ MANIFEST = ".atlas-manifest.json"
 INDEX = "index.html"
 
 
+@lru_cache(maxsize=4096)
 def model_dir(model: str) -> str:
     """A model's folder in the atlas (its layers' grids and its features' pages)."""
     return slug(model)
@@ -70,8 +71,14 @@ def report_links(atlas: str, model: str, site: str, shown: Sequence[tuple[int, i
 
 
 def relative(from_page: str, to_path: str) -> str:
-    """The link from one atlas page to another atlas path (both relative to the root)."""
-    return posixpath.relpath(to_path, posixpath.dirname(from_page) or ".")
+    """The link from one atlas page to another atlas path (both relative to the root, plain
+    ``a/b/c`` paths as this module makes them; thousands per build, so string work only)."""
+    start, target = from_page.split("/")[:-1], to_path.split("/")
+    common = 0
+    while (common < len(start) and common < len(target) - 1
+           and start[common] == target[common]):
+        common += 1
+    return "/".join([".."] * (len(start) - common) + target[common:])
 
 
 def atlas_study(folder: str | Path) -> str | None:

@@ -10,6 +10,7 @@ The builder knows no kind by name.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from sqlalchemy import Engine
 from runner import kinds as registry
 from runner import results as results_db
 from runner.kinds.reporting import ReportSection, SectionContext
+from runner.present.atlas_links import atlas_study
 from runner.present.figures import line_styles
 from runner.present.tables import md_escape, to_markdown
 from runner.present.text import counters
@@ -44,11 +46,15 @@ def build_report(
     model_names: dict[str, str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    atlas_dir: str | Path | None = None,
 ) -> Path:
-    """Write ``out_dir``/index.html (+ tables/*.csv|md, figures/*.png, report.md); return it."""
+    """Write ``out_dir``/index.html (+ tables/*.csv|md, figures/*.png, report.md); return it.
+    When ``atlas_dir`` holds this study's atlas (``vitstudy atlas``), the sections link into
+    it."""
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    atlas = atlas_href(study, out, atlas_dir)
     data = StudyData.load(study, task_keys, engine, store_root, model_names)
     writer = ReportWriter(out)
     styles = line_styles(
@@ -57,7 +63,8 @@ def build_report(
     sections = []
     for kind, spec in kind_sections():
         section = Section(spec.id, spec.title, spec.intro)
-        context = KindSection(kind, data, styles, writer, section, n_boot=n_boot, seed=seed)
+        context = KindSection(kind, data, styles, writer, section, n_boot=n_boot, seed=seed,
+                              atlas=atlas)
         sections.append(_built(section, lambda s=spec, c=context: s.build(c)))
     tasks = Section("tasks", "Tasks", _TASKS_INTRO)
     sections.append(_built(tasks, lambda: _tasks(data, writer, tasks)))
@@ -65,13 +72,21 @@ def build_report(
     writer.text("report.md", _markdown(data, sections))
     index = writer.text("index.html", render_page(
         f"{study}: what do vision transformers learn?",
-        _subtitle(data), _header_html(data, engine), sections,
+        _subtitle(data), _header_html(data, engine, atlas), sections,
         f"Built by vitstudy in {seconds:.1f} s from the result database; nothing was "
         "recomputed. Intervals: 95% percentile bootstrap over images "
         f"({n_boot} resamples, seed {seed}). "
         "† the paper measured other weights of the same architecture."))
     writer.finish()
     return out / index
+
+
+def atlas_href(study: str, out: Path, atlas_dir: str | Path | None) -> str | None:
+    """The link from the report's page in ``out`` to the atlas root ``atlas_dir``, when that
+    folder holds the atlas of ``study``; else None."""
+    if atlas_dir is None or atlas_study(atlas_dir) != study:
+        return None
+    return Path(os.path.relpath(Path(atlas_dir).resolve(), out.resolve())).as_posix()
 
 
 def kind_sections() -> list[tuple[str, ReportSection]]:
@@ -150,7 +165,7 @@ def _subtitle(data: StudyData) -> str:
             f"{len(data.tasks)} tasks ({states or 'none'})")
 
 
-def _header_html(data: StudyData, engine: Engine | str) -> str:
+def _header_html(data: StudyData, engine: Engine | str, atlas: str | None = None) -> str:
     models = []
     for model in data.models():
         match = data.paper(model)
@@ -163,7 +178,10 @@ def _header_html(data: StudyData, engine: Engine | str) -> str:
     html = plain_table_html(pd.DataFrame(models)) if models else ""
     url = engine if isinstance(engine, str) else engine.url.render_as_string(hide_password=True)
     provenance = _provenance(data, engine)
-    return (f"{html}<p class='caption'>Database <code>{escape(str(url))}</code> · artifact "
+    link = "" if atlas is None else (
+        f"<p>Browse every feature in the study's <a href=\"{escape(atlas)}/index.html\">feature "
+        "atlas</a>.</p>")
+    return (f"{html}{link}<p class='caption'>Database <code>{escape(str(url))}</code> · artifact "
             f"store <code>{escape(str(data.store_root))}</code>{provenance}</p>")
 
 
