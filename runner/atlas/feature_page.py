@@ -145,7 +145,7 @@ def _numbers(feature: FeatureData) -> str:
             rows.append((f"mean activation of its top {kept.size} images",
                          number(float(np.mean(kept))), top.source))
             rows.append(("best natural activation", number(float(kept[0])), top.source))
-    rows += [(name, number(value), source) for name, value, source in feature.numbers]
+    rows += [(name, number(value), source) for name, source, value in feature.numbers]
     if rows:
         out.append("<table><thead><tr><th></th><th>value</th><th>from</th></tr></thead><tbody>"
                    + "".join(f'<tr><td>{escape(a)}</td><td class="num">{escape(b)}</td>'

@@ -16,7 +16,8 @@ from tests.helpers import write_study
 
 #: Two models (the second one differs only in its dropout: another model id, the same sites),
 #: the visualize sweep (two TV weights: two variants), rankings of 5 features of layer 1 on
-#: both models, spatial-drop curves of 2 features.
+#: both models, spatial-drop curves of 2 features, and the WordNet numbers of 3 of them
+#: (``concepts``: numbers of a kind the atlas does not know by name).
 TINY_ATLAS = """\
 name: tiny-atlas
 datasets:
@@ -53,6 +54,10 @@ studies:
     models: [vit]
     dataset: shapes_val
     params: {layers: [1], features: [0, 1], threshold: 0.0, seeds: 1, percents: [0, 50, 100]}
+  - kind: concepts
+    models: [vit]
+    dataset: shapes_val
+    params: {layers: [1], features: {start: 0, stop: 3}, k: 3, draws: 20}
 """
 
 #: One more task for the same database: a third TV weight for two features of layer 0.

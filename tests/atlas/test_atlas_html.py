@@ -93,6 +93,12 @@ def test_a_feature_page_shows_the_database(tiny_run: TinyRun, tiny_atlas: Path) 
         assert f"activation {number(value)}" in html
     assert "Variants differ in tv_weight" in html and "tv_weight=0.01" in html
     assert "topk on shapes_val" in html and "<svg" in html  # ranking and spatial drop
+    # another kind's numbers of the feature (concepts), each with its value and its task
+    purity = results.results(f"sqlite:///{tiny_run.db}", name="purity")
+    mine = purity[(purity["layer"] == 1) & (purity["feature"] == 0) & purity["variant"].isna()]
+    assert len(mine) == 1
+    assert (f'<td>purity</td><td class="num">{number(mine["value"].iloc[0])}</td>'
+            "<td>concepts on shapes_val") in html
     parsed = refs(page)
     other = links.relative(path, links.feature_page("vit_b", "mlp", 1, 0))
     assert other in parsed.refs  # the same feature in the other model
