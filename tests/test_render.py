@@ -92,3 +92,18 @@ def test_feature_panel_layout():
         assert not np.array_equal(below[0, 0], below[0, -1])  # the map's diagonal is visible
     with pytest.raises(ValueError, match="3 top images but 2"):
         feature_panel(opt, tops, maps[:2])
+
+
+@pytest.mark.parametrize("cmap", ["viridis", "magma", "RdBu_r"])
+def test_colorize_picks_matplotlibs_colours(cmap: str) -> None:
+    """The cached colour table gives exactly what the colour map itself draws, NaNs grey."""
+    from runner.render import MISSING, colorize, normalize
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (7, 5), (14, 14)]:
+        values = rng.normal(size=shape)
+        values[rng.random(shape) < 0.2] = np.nan
+        for case in (values, np.full(shape, 3.0), np.linspace(0, 1, values.size).reshape(shape)):
+            expected = colormaps[cmap](normalize(case), bytes=True)[..., :3]
+            expected[~np.isfinite(case)] = MISSING
+            assert np.array_equal(colorize(case, cmap=cmap), expected)

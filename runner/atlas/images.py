@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 STRIP_FORMAT = 1
 #: WebP quality of the strips (0-100).
 QUALITY = 75
+#: libwebp's effort (0-6): 2 encodes a strip in 2.1 ms against 5.2 ms at its default 4, for
+#: about 9% more bytes (a 640x64 strip: 3.45 KB against 3.17 KB)
+WEBP_METHOD = 2
 #: A cell whose image is missing.
 GREY = (200, 200, 200)
 
@@ -160,7 +163,7 @@ def draw_strip(feature: FeatureData, part: str, source: ImageSource | None, cell
             strip.paste(tile if tile.width == size else tile.resize((size, size), Image.BILINEAR),
                         (i * size, 0))
     buffer = io.BytesIO()
-    strip.save(buffer, "WEBP", quality=QUALITY, method=4)
+    strip.save(buffer, "WEBP", quality=QUALITY, method=WEBP_METHOD)
     return buffer.getvalue(), all(whole for _, whole in tiles)
 
 
