@@ -68,8 +68,9 @@ def smoke_study(folder: Path, limit: int, models: list[str] | None = None, *,
     if not data["studies"]:
         return None
     for entry in data["studies"]:
+        _fewer_features(entry, chunk_features)
         if entry["kind"] == "visualize":
-            _smaller(entry, steps, copies, chunk_features)
+            _smaller(entry, steps, copies)
         if entry["kind"] == "concepts":  # needs class folders named by WordNet id
             data["datasets"]["val_wnids"] = {"kind": "imagenet",
                                              "root": str(wordnet_mirror(world / "val", folder)),
@@ -95,18 +96,25 @@ def wordnet_mirror(split: Path, folder: Path) -> Path:
     return mirror
 
 
-def _smaller(entry: dict[str, Any], steps: int, copies: int, chunk_features: int) -> None:
-    """A visualize entry at smoke size: few steps and copies, no retries; `features: all` cut
-    to its first ``chunk_features`` features, in two chunks per layer."""
+def _fewer_features(entry: dict[str, Any], chunk_features: int) -> None:
+    """`features: all` cut to the first ``chunk_features`` features of each layer, whatever
+    the kind (every feature of a CLIP is 36,864 atlas pages); a visualize entry keeps its
+    split, into two chunks per layer."""
+    params = entry.setdefault("params", {})
+    if params.get("features") == "all":
+        params["features"] = {"start": 0, "stop": chunk_features}
+        if entry["kind"] == "visualize":
+            params["chunk"] = max(1, chunk_features // 2)
+
+
+def _smaller(entry: dict[str, Any], steps: int, copies: int) -> None:
+    """A visualize entry at smoke size: few steps and copies, no retries."""
     from runner.kinds import get_kind
 
     params = entry.setdefault("params", {})
     params.update(steps=steps, copies=copies, trace_every=1)
     if "retries" in get_kind("visualize").Params.model_fields:
         params["retries"] = 0  # random weights: most features "fail"; retrying them is no test
-    if params.get("features") == "all":
-        params["features"] = {"start": 0, "stop": chunk_features}
-        params["chunk"] = max(1, chunk_features // 2)
 
 
 def has_atlas() -> bool:

@@ -90,6 +90,10 @@ def test_paper_smoke_keeps_every_visual_entry_at_smoke_size(
     first = smoke["studies"][0]["params"]
     assert (first["features"], first["chunk"], first["steps"]) == (
         {"start": 0, "stop": 4}, 2, 2)
+    # every kind's `features: all` is cut (topk, concepts), without a split
+    for entry in smoke["studies"][1:]:
+        assert entry["params"].get("features") != "all", entry
+        assert "chunk" not in entry["params"] or entry["kind"] == "visualize"
     assert smoke_study(tmp_path, 2, ["clip_b32"], study="paper") is None
 
 
@@ -106,5 +110,5 @@ def test_paper_smoke_runs_the_visual_study_through_report_and_atlas() -> None:
     atlas = rf", atlas {NUMBER} s" if "atlas: not built" not in out else ""
     assert re.search(rf"paper_visual study \(clip_b32\), untrained real-size models, 2 images "
                      rf"per dataset: run {NUMBER} s, report {NUMBER} s{atlas};", out), out[-2000:]
-    # every chunk of every layer (12 x 2) + topk: all done, none failed
-    assert re.search(r"^25 done, 0 failed", out, re.M), out[-2000:]
+    # every chunk of every layer (12 x 2) + topk + concepts: all done, none failed
+    assert re.search(r"^26 done, 0 failed", out, re.M), out[-2000:]

@@ -175,7 +175,7 @@ def test_visualize_weighs_deep_steps_by_depth_and_its_work_adds_up(tmp_path) -> 
     from runner.kinds.visualize import KIND
     from tests.kinds.vis_helpers import RED, context, planted_vit
 
-    params = KIND.Params(layers=[0, 1], features=[RED, 3], steps=3)
+    params = KIND.Params(layers=[0, 1], features=[RED, 3], steps=3, retries=0)
     ctx = context(tmp_path, "visualize", params, planted_vit(), batch_size=16)
     updates = record_work(ctx)
     KIND.run(ctx)
@@ -184,6 +184,26 @@ def test_visualize_weighs_deep_steps_by_depth_and_its_work_adds_up(tmp_path) -> 
     assert steps == [2 * 2.0] * 3 + [2 * 3.0] * 3  # 2 features x (layer + 2), per step
     assert works[-1].done == works[0].total == 3 * (4.0 + 6.0)
     assert updates[-1][:2] == (6, 6)
+
+
+def test_visualize_retries_are_phases_whose_work_adds_up(tmp_path) -> None:
+    """The features that fail are retried in phases of their own, each weighed like the first
+    and adding up. On the planted ViT only RED at layer 0 succeeds at 3 steps, so the 3 others
+    (one of layer 0 at 2 a step, two of layer 1 at 3) are retried twice."""
+    from runner.kinds.visualize import KIND
+    from tests.kinds.vis_helpers import RED, context, planted_vit
+
+    params = KIND.Params(layers=[0, 1], features=[RED, 3], steps=3, retries=2)
+    ctx = context(tmp_path, "visualize", params, planted_vit(), batch_size=16)
+    updates = record_work(ctx)
+    KIND.run(ctx)
+    ends = {}
+    for _, _, work in updates:
+        ends[work.phase] = work
+    assert sorted(ends) == [1, 2, 3]
+    assert ends[1].done == ends[1].total == 3 * (4.0 + 6.0)
+    assert ends[2].done == ends[2].total == ends[3].done == ends[3].total == 3 * (2.0 + 6.0)
+    assert updates[-1][:2] == (18, 18)
 
 
 def test_spatial_drop_work_adds_up_after_its_ranking_phase(tmp_path) -> None:
