@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 #: The tiny study's model: a 2-block ViT at 32 px, 4 classes, untrained (the ``models:`` block).
 TINY_VIT = """\
@@ -13,6 +15,17 @@ models:
     name: vit_tiny_patch16_224
     pretrained: false
     kwargs: {img_size: 32, patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2, num_classes: 4}
+"""
+
+#: The tiny world's validation split as a `datasets:` entry (4 classes x 6 images, 32 px).
+TINY_VAL_DATASET = """\
+  shapes_val:
+    kind: synthetic
+    split: val
+    classes: 4
+    train_per_class: 24
+    val_per_class: 6
+    size: 32
 """
 
 #: A small but real study: a 4-class synthetic world, a 2-block ViT trained for 2 epochs.
@@ -26,14 +39,7 @@ datasets:
     train_per_class: 24
     val_per_class: 6
     size: 32
-  shapes_val:
-    kind: synthetic
-    split: val
-    classes: 4
-    train_per_class: 24
-    val_per_class: 6
-    size: 32
-""" + TINY_VIT + """\
+""" + TINY_VAL_DATASET + TINY_VIT + """\
     train: {dataset: shapes, val: shapes_val, epochs: 2, batch_size: 32}
 studies:
   - kind: lowpass
@@ -129,3 +135,12 @@ class RecordingSection:
 
     def figure(self, figure, name: str, caption: str) -> None:
         self.figures.append(name)
+
+
+def load_bench(name: str) -> ModuleType:
+    """The script ``bench/<name>.py`` imported as a module (bench/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

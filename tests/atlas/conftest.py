@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from tests.helpers import write_study
+from tests.helpers import TINY_VAL_DATASET, write_study
 
 #: Two models (the second one differs only in its dropout: another model id, the same sites),
 #: the visualize sweep (two TV weights: two variants), rankings of 5 features of layer 1 on
@@ -21,13 +21,7 @@ from tests.helpers import write_study
 TINY_ATLAS = """\
 name: tiny-atlas
 datasets:
-  shapes_val:
-    kind: synthetic
-    split: val
-    classes: 4
-    train_per_class: 24
-    val_per_class: 6
-    size: 32
+""" + TINY_VAL_DATASET + """\
 models:
   vit:
     source: timm

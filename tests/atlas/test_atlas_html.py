@@ -4,7 +4,6 @@ and in headless Chromium every image of the pages loads."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from html.parser import HTMLParser
@@ -18,10 +17,10 @@ from runner import results
 from runner.atlas.pages import number
 from runner.present import atlas_links as links
 from tests.atlas.conftest import TinyRun
+from tests.helpers import load_bench
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "report_html.py"
 HAS_CHROMIUM = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome"))
 
 
@@ -128,10 +127,7 @@ def test_the_report_links_into_the_default_atlas(tiny_run: TinyRun, tmp_path: Pa
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("report_html_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("report_html")
 
 
 @pytest.mark.skipif(not HAS_CHROMIUM and not os.environ.get("CI"),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "report_html.py"
+from tests.helpers import load_bench
+
 # Skipped without a browser, except under CI (env CI set), where .ci/run installs one.
 pytestmark = pytest.mark.skipif(
     not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome"))
@@ -21,10 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("report_html_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("report_html")
 
 
 def test_every_image_loads_in_chromium(bench, built_report, tmp_path):

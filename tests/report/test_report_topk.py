@@ -24,7 +24,7 @@ from runner.report import build_report
 from runner.report.html import Section
 from runner.report.writer import KindSection, ReportWriter
 from runner.results.study import StudyData
-from tests.helpers import TINY_VIT, write_study
+from tests.helpers import TINY_VAL_DATASET, TINY_VIT, write_study
 
 #: Two rankings of the tiny ViT's two layers: features 0-11 and 12-15 in two tasks that join
 #: into one ranking (k=3; each rendered its first 2), and 0-11 in one that rendered nothing
@@ -32,14 +32,7 @@ from tests.helpers import TINY_VIT, write_study
 TOPK_STUDY = """\
 name: tinytopk
 datasets:
-  shapes_val:
-    kind: synthetic
-    split: val
-    classes: 4
-    train_per_class: 24
-    val_per_class: 6
-    size: 32
-""" + TINY_VIT + """\
+""" + TINY_VAL_DATASET + TINY_VIT + """\
 studies:
   - kind: topk
     models: [vit]
