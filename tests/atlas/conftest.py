@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from tests.helpers import TINY_VAL_DATASET, write_study
+from tests.helpers import TINY_VAL_DATASET, TINY_VIT, write_study
 
 #: Two models (the second one differs only in its dropout: another model id, the same sites),
 #: the visualize sweep (two TV weights: two variants), rankings of 5 features of layer 1 on
@@ -21,13 +21,7 @@ from tests.helpers import TINY_VAL_DATASET, write_study
 TINY_ATLAS = """\
 name: tiny-atlas
 datasets:
-""" + TINY_VAL_DATASET + """\
-models:
-  vit:
-    source: timm
-    name: vit_tiny_patch16_224
-    pretrained: false
-    kwargs: {img_size: 32, patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2, num_classes: 4}
+""" + TINY_VAL_DATASET + TINY_VIT + """\
   vit_b:
     source: timm
     name: vit_tiny_patch16_224
