@@ -17,6 +17,7 @@ from PIL import Image
 
 from runner import db
 from runner.cli import main
+from runner.kinds.ranked_tasks import ranked_tasks
 from runner.kinds.topk import report as topk_report
 from runner.present.atlas_links import feature_page, layer_page
 from runner.present.panels import GridCell, GridRow, PanelCell, image_grid, layer_grid
@@ -128,7 +129,7 @@ def test_the_section_shows_a_gallery_per_ranking_and_layer(topk_index):
 
 def test_the_gallery_cells_are_the_stored_overlays(topk_run, tmp_path):
     data = StudyData.load("tinytopk", topk_run.keys, topk_run.url, topk_run.store)
-    (ranking,) = [r for r in topk_report.rankings(data, data.done("topk"))
+    (ranking,) = [r for r in ranked_tasks(data, data.done("topk"))
                   if r.label == "vit [k=3]"]
     values = topk_report.ranking_values(data, ranking)
     scores = topk_report.layer_scores(values[values["layer"] == 1])

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from runner.kinds.ranked_tasks import RankedTasks, ranked_tasks
 from runner.kinds.reporting import ReportSection, SectionContext
-from runner.kinds.topk.report import Ranking, rankings
 from runner.present.figures import curves, line_styles, new_figure, side_legend
 from runner.present.tables import Table, cell_frame
 from runner.present.verdicts import Estimate, combine, compare, mean_estimate, verdict_line
@@ -50,7 +50,7 @@ def model_group(data: StudyData, model: str) -> str:
     return CLIP if _CLIP_NAME.search(name) else SUPERVISED
 
 
-def feature_frame(data: StudyData, group: Ranking) -> pd.DataFrame:
+def feature_frame(data: StudyData, group: RankedTasks) -> pd.DataFrame:
     """One row per (layer, feature) of a model's tasks, a column per measure."""
     rows = pd.concat([data.task_metrics(k) for k in group.keys])
     rows = rows[rows["variant"].isna() & rows["feature"].notna()]
@@ -61,7 +61,7 @@ def feature_frame(data: StudyData, group: Ranking) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def random_means(data: StudyData, group: Ranking) -> dict[str, float]:
+def random_means(data: StudyData, group: RankedTasks) -> dict[str, float]:
     """The random k-image sets' mean of each measure (the same in every layer and task)."""
     rows = pd.concat([data.task_metrics(k) for k in group.keys])
     rows = rows[rows["variant"] == "random"]
@@ -118,7 +118,7 @@ def summary_cells(group: str, label: str, frame: pd.DataFrame,
     return cells, estimates
 
 
-def example_rows(data: StudyData, group: Ranking) -> list[dict]:
+def example_rows(data: StudyData, group: RankedTasks) -> list[dict]:
     """Example labels of the model's deepest stored layer: its ``EXAMPLES`` purest features
     among those with a majority class, and the ``EXAMPLES`` with the deepest labels among those
     without one (their top images span classes)."""
@@ -197,7 +197,7 @@ def build(ctx: SectionContext) -> None:
     summary, examples, points = [], [], []
     estimates: dict[str, tuple[str, dict[str, Estimate]]] = {}
     frames: dict[str, pd.DataFrame] = {}
-    groups = rankings(ctx.data, done)
+    groups = ranked_tasks(ctx.data, done)
     labels = {group.label: group.model for group in groups}
     for group in groups:
         frame = feature_frame(ctx.data, group)

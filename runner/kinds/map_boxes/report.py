@@ -10,8 +10,8 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
+from runner.kinds.ranked_tasks import RankedTasks, ranked_tasks
 from runner.kinds.reporting import ReportSection, SectionContext
-from runner.kinds.topk.report import Ranking, rankings
 from runner.present.figures import band, line_styles, new_figure, side_legend
 from runner.present.tables import Table, cell_frame
 from runner.present.verdicts import Estimate, Verdict, combine, compare, mean_estimate, verdict_line
@@ -30,7 +30,7 @@ PAPER = ("Paper (section 3, contribution II): \"patch-wise image activation patt
 LayerEstimates = dict[int, dict[str, Estimate]]
 
 
-def feature_frame(data: StudyData, group: Ranking) -> pd.DataFrame:
+def feature_frame(data: StudyData, group: RankedTasks) -> pd.DataFrame:
     """One row per (layer, feature) of a model's tasks, a column per measure."""
     rows = pd.concat([data.task_metrics(k) for k in group.keys])
     rows = rows[rows["name"].isin(MEASURES) & rows["feature"].notna()]
@@ -41,7 +41,7 @@ def feature_frame(data: StudyData, group: Ranking) -> pd.DataFrame:
     return wide.reset_index().astype({"layer": int})
 
 
-def model_depth(data: StudyData, group: Ranking, frame: pd.DataFrame) -> int:
+def model_depth(data: StudyData, group: RankedTasks, frame: pd.DataFrame) -> int:
     """The model's number of blocks (stages), as its tasks recorded it; else the deepest
     measured layer + 1."""
     rows = pd.concat([data.task_metrics(k, "depth") for k in group.keys])
@@ -133,7 +133,7 @@ def layer_figure(points: pd.DataFrame, styles: dict) -> Figure:
     return figure
 
 
-def _left_out(data: StudyData, group: Ranking) -> str | None:
+def _left_out(data: StudyData, group: RankedTasks) -> str | None:
     """``label: left out N images without boxes, ...``, or None when nothing was left out."""
     info = [data.info(key) for key in group.keys]
     counts = {"no_boxes": int(info[0].get("no_boxes", 0))}  # each task sees the whole dataset
@@ -152,7 +152,7 @@ def build(ctx: SectionContext) -> None:
     if done is None:
         return
     data, found, cells, points, models = ctx.data, {}, [], [], {}
-    for group in rankings(data, done):
+    for group in ranked_tasks(data, done):
         frame = feature_frame(data, group)
         if frame.empty:
             ctx.note(f"{group.label}: no feature could be measured (see the task counters).")

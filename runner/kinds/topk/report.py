@@ -5,21 +5,20 @@ each shown feature linked to its atlas page when an atlas was built."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from runner.kinds.ranked_tasks import RankedTasks, ranked_tasks
 from runner.kinds.reporting import ReportSection, SectionContext
 from runner.present.atlas_links import report_links
 from runner.present.panels import GridCell, GridRow, image_grid
 from runner.present.tables import Table, cell_frame, metric_cell
 from runner.present.text import slug
 from runner.render import map_image
-from runner.results.study import StudyData, task_labels
+from runner.results.study import StudyData
 
 KIND = "topk"
 #: Features shown per model and layer, and images shown per feature (a figure of real photos
@@ -28,42 +27,10 @@ MAX_FEATURES = 8
 MAX_IMAGES = 6
 #: Features per model and layer in the table of those not shown (the strongest by mean top-k).
 TABLE_FEATURES = 16
-#: Params that only say which part of one ranking a task holds (a chunk of features, layers).
-_PART_PARAMS = ("features", "chunk", "render", "layers", "maps")
 _MAP_PIXELS = (112, 112)
 
 
-@dataclass(frozen=True)
-class Ranking:
-    """The done topk tasks of one model that rank the same way (site, k, score, dataset) and
-    differ only in which features or layers they hold: one gallery."""
-
-    label: str
-    model: str
-    site: str
-    score: str
-    keys: tuple[str, ...]
-
-
-def rankings(data: StudyData, done: pd.DataFrame) -> list[Ranking]:
-    """The done tasks grouped into rankings, labelled like tasks (model, plus what differs)."""
-    groups: dict[tuple[str, str, str], list[pd.Series]] = {}
-    for _, task in done.iterrows():
-        params = {k: v for k, v in data.params(task["key"]).items() if k not in _PART_PARAMS}
-        text = json.dumps(params, sort_keys=True, default=str)
-        groups.setdefault((task["model"], task["dataset"], text), []).append(task)
-    first = pd.DataFrame([{**tasks[0].to_dict(), "params": text}
-                          for (_, _, text), tasks in groups.items()])
-    labels = task_labels(first) if len(first) else {}
-    out = []
-    for (model, _, text), tasks in groups.items():
-        params = json.loads(text)
-        out.append(Ranking(labels[tasks[0]["key"]], model, params.get("site", "mlp"),
-                           params.get("score", "mean"), tuple(t["key"] for t in tasks)))
-    return out
-
-
-def ranking_values(data: StudyData, ranking: Ranking) -> pd.DataFrame:
+def ranking_values(data: StudyData, ranking: RankedTasks) -> pd.DataFrame:
     """Every ``topk_value`` row of the ranking's tasks, one per (layer, feature, rank)."""
     rows = pd.concat([data.task_metrics(k, "topk_value") for k in ranking.keys])
     rows = rows.dropna(subset=["layer", "feature", "position"])
@@ -87,7 +54,7 @@ def _caption(scores: Scores, feature: int, rank: int) -> str:
     return f"#{rank + 1}" if value is None else f"#{rank + 1}  {value:.2f}"
 
 
-def overlay_rows(data: StudyData, ranking: Ranking, layer: int, scores: Scores
+def overlay_rows(data: StudyData, ranking: RankedTasks, layer: int, scores: Scores
                  ) -> dict[int, GridRow]:
     """A row per feature with stored ``overlay`` images at ``layer`` (the first
     ``MAX_FEATURES``), its first ``MAX_IMAGES`` images by rank; files missing from the store
@@ -106,7 +73,7 @@ def overlay_rows(data: StudyData, ranking: Ranking, layer: int, scores: Scores
     return {f: GridRow(f"feature {f}", tuple(row)) for f, row in cells.items() if row}
 
 
-def map_rows(data: StudyData, ranking: Ranking, layer: int, scores: Scores
+def map_rows(data: StudyData, ranking: RankedTasks, layer: int, scores: Scores
              ) -> dict[int, GridRow]:
     """Without overlays (``render: 0``): the first features' activation maps alone, from the
     layer's ``topk`` npz when it kept them (``maps``)."""
@@ -126,7 +93,7 @@ def map_rows(data: StudyData, ranking: Ranking, layer: int, scores: Scores
     return {}
 
 
-def rest_cells(ranking: Ranking, layer: int, values: pd.DataFrame, shown: set[int]
+def rest_cells(ranking: RankedTasks, layer: int, values: pd.DataFrame, shown: set[int]
                ) -> list[dict]:
     """Table cells of the ``TABLE_FEATURES`` strongest features not shown (by the mean of their
     top-k values): their best image's value and that mean."""
@@ -147,7 +114,7 @@ def rest_cells(ranking: Ranking, layer: int, values: pd.DataFrame, shown: set[in
     return cells
 
 
-def _gallery(ctx: SectionContext, ranking: Ranking, layer: int, values: pd.DataFrame
+def _gallery(ctx: SectionContext, ranking: RankedTasks, layer: int, values: pd.DataFrame
              ) -> set[int]:
     """One layer's gallery image (and its atlas links); the features it shows."""
     scores = layer_scores(values)
@@ -177,7 +144,7 @@ def build(ctx: SectionContext) -> None:
     if done is None:
         return
     cells, counts = [], []
-    for ranking in rankings(ctx.data, done):
+    for ranking in ranked_tasks(ctx.data, done):
         values = ranking_values(ctx.data, ranking)
         if values.empty:
             ctx.note(f"{ranking.label}: no ranking values were stored.")
