@@ -12,13 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import torch
 
 from runner.models.base import Preprocess
 from runner.models.readouts import Readout
-from runner.ops.pixels import model_batch
+from runner.ops.masking import BandEdit
+from runner.ops.pixels import (
+    CropGeometry,
+    column_pass,
+    crop_geometry,
+    model_batch,
+    row_pass,
+    separable_resize,
+)
 
 if TYPE_CHECKING:
     from runner.data.base import Batch
@@ -46,8 +55,41 @@ class BatchInputs:
         return model_batch(images, pre.size, pre.crop_pct, pre.interpolation)
 
     def natural(self) -> torch.Tensor:
-        """The unmodified model input of the whole batch, computed once."""
-        return self.per_batch("natural", lambda: self.resized(self.native))
+        """The unmodified model input of the whole batch, computed once. Where resizing is
+        separable (the CPU) it goes through each image's row pass, kept for ``resized_edits``."""
+        def compute() -> torch.Tensor:
+            if not separable_resize(self.device):
+                return self.resized(self.native)
+            interpolation = self.preprocess.interpolation
+            return torch.stack([column_pass(self.row_pass(i), self.geometry(i), interpolation)
+                                for i in range(len(self.native))])
+
+        return self.per_batch("natural", compute)
+
+    def resized_edits(self, edits: list[tuple[int, BandEdit]]) -> torch.Tensor:
+        """(len(edits), 3, S, S): each (index, edit) as the model input of native image
+        ``index`` so edited, equal to ``resized`` of the edited images; where resizing is
+        separable, only the edited band's rows are resampled again."""
+        if not separable_resize(self.device):
+            return self.resized([edit.apply(self.native[i]) for i, edit in edits])
+        interpolation = self.preprocess.interpolation
+        out = []
+        for i, edit in edits:
+            geometry = self.geometry(i)
+            rows = edit.row_pass(self.row_pass(i), partial(
+                row_pass, geometry=geometry, interpolation=interpolation))
+            out.append(column_pass(rows, geometry, interpolation))
+        return torch.stack(out)
+
+    def row_pass(self, index: int) -> torch.Tensor:
+        """Native image ``index`` with its rows resampled to the resized width, once a batch."""
+        return self.per_batch(("row_pass", index), lambda: row_pass(
+            self.native[index], self.geometry(index), self.preprocess.interpolation))
+
+    def geometry(self, index: int) -> CropGeometry:
+        """Where native image ``index`` is resized and cropped to the model's input."""
+        height, width = self.native[index].shape[-2:]
+        return crop_geometry(height, width, self.preprocess.size, self.preprocess.crop_pct)
 
     def per_batch(self, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()`` once per batch under ``key``."""

@@ -7,7 +7,8 @@ crop, as the paper's authors did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -39,6 +40,68 @@ def box_mask(
     return mask
 
 
+@dataclass(frozen=True)
+class BandEdit:
+    """An image changed only in one band of rows: ``pixels`` (3, len(rows), W) are the band's
+    new rows; every other row is kept (``outside`` None) or filled with the colour ``outside``
+    (3,). Its resize can reuse the unchanged rows' row pass (``runner.ops.pixels``)."""
+
+    rows: slice
+    pixels: torch.Tensor
+    outside: torch.Tensor | None
+
+    def apply(self, image: torch.Tensor) -> torch.Tensor:
+        """The edited copy of ``image`` (3, H, W)."""
+        if self.outside is None:
+            out = image.clone()
+        else:
+            out = self.outside.reshape(-1, 1, 1).expand_as(image).clone()
+        out[:, self.rows] = self.pixels
+        return out
+
+    def row_pass(self, natural_rows: torch.Tensor,
+                 resample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The row pass of the edited image, given that of the image (``natural_rows``) and
+        the pass (``resample``, rows are independent in it): only the band is resampled again,
+        and one row of the fill colour stands for every filled row."""
+        if self.outside is None:
+            out = natural_rows.clone()
+        else:
+            width = self.pixels.shape[-1]
+            filled = resample(self.outside.reshape(-1, 1, 1).expand(-1, 1, width).contiguous())
+            out = filled.expand(-1, natural_rows.shape[-2], -1).contiguous()
+        if self.pixels.shape[-2]:
+            out[:, self.rows] = resample(self.pixels)
+        return out
+
+
+def masked_band(
+    image: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]], region: str,
+    fill: torch.Tensor,
+) -> BandEdit:
+    """``mask_region`` as an edit of the rows that meet a box (the band from the first such
+    row to the last); ``apply`` gives the masked image."""
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, not {region!r}")
+    colour = fill.to(device=image.device, dtype=image.dtype)
+    slices = box_slices(image.shape[-2], image.shape[-1], boxes)
+    first = min((rows.start for rows, _ in slices), default=0)
+    last = max((rows.stop for rows, _ in slices), default=0)
+    band = image[:, first:last]
+    # rectangles copied by slicing: the same pixels as a where() over a box mask, without
+    # touching the rest of a full-resolution image twice
+    if region == "bg":
+        pixels = band.clone()
+        for rows, cols in slices:
+            pixels[:, rows.start - first : rows.stop - first, cols] = colour.reshape(-1, 1, 1)
+        return BandEdit(slice(first, last), pixels, None)
+    pixels = colour.reshape(-1, 1, 1).expand_as(band).clone()
+    for rows, cols in slices:
+        shifted = slice(rows.start - first, rows.stop - first)
+        pixels[:, shifted, cols] = band[:, shifted, cols]
+    return BandEdit(slice(first, last), pixels, colour)
+
+
 def mask_region(
     image: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]], region: str,
     fill: torch.Tensor,
@@ -48,18 +111,4 @@ def mask_region(
     ``region="fg"`` keeps only the box pixels (the background is filled);
     ``region="bg"`` keeps only the background (the box pixels are filled).
     """
-    if region not in REGIONS:
-        raise ValueError(f"region must be one of {REGIONS}, not {region!r}")
-    colour = fill.to(device=image.device, dtype=image.dtype).reshape(-1, 1, 1)
-    slices = box_slices(image.shape[-2], image.shape[-1], boxes)
-    # rectangles copied by slicing: the same pixels as a where() over a box mask, without
-    # touching the rest of a full-resolution image twice
-    if region == "bg":
-        out = image.clone()
-        for rows, cols in slices:
-            out[:, rows, cols] = colour
-        return out
-    out = colour.expand_as(image).clone()
-    for rows, cols in slices:
-        out[:, rows, cols] = image[:, rows, cols]
-    return out
+    return masked_band(image, boxes, region, fill).apply(image)

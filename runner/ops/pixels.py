@@ -4,12 +4,18 @@ Follows timm's evaluation transform (torchvision ``Resize(int)`` + ``CenterCrop`
 side goes to ``floor(size / crop_pct)`` with the model's interpolation (antialiased, as PIL
 does), then the centre ``size x size`` is cut out. It works on the device, on float images,
 so that masks applied at native resolution travel through the same resize.
+
+Resizing is separable: every row is resampled to the new width (the row pass), then every column
+to the new height (the column pass). On the CPU, torch's kernel runs exactly these two passes,
+so ``row_pass`` then ``column_pass`` give ``resize_and_crop``'s values bit for bit; there an
+image edited in a few rows (a box masked) needs only those rows resampled again.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +74,60 @@ def resize_and_crop(
     one size gives (N, 3, size, size)."""
     shorter = math.floor(size / crop_pct)
     return center_crop(resize_shorter(image, shorter, interpolation), size)
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where ``resize_and_crop`` takes an image of one size: the size it is resized to and
+    the model-size square cut from it (corner at ``top``, ``left``)."""
+
+    resized: tuple[int, int]
+    top: int
+    left: int
+    size: int
+
+
+def crop_geometry(height: int, width: int, size: int, crop_pct: float) -> CropGeometry:
+    """The resize and crop ``resize_and_crop`` applies to a ``height`` x ``width`` image."""
+    resized = resized_size(height, width, math.floor(size / crop_pct))
+    if resized[0] < size or resized[1] < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {resized[0]}x{resized[1]} image")
+    top, left = (int(round((n - size) / 2.0)) for n in resized)
+    return CropGeometry(resized, top, left, size)
+
+
+def separable_resize(device: torch.device) -> bool:
+    """Whether ``row_pass`` then ``column_pass`` equal one resize bit for bit on ``device``:
+    on the CPU (torch's kernel is these two passes; tested); elsewhere not relied on."""
+    return device.type == "cpu"
+
+
+def _resample(image: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """One unclamped ``F.interpolate`` of a (C, H, W) image, as ``resize_shorter`` calls it."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
+    if tuple(image.shape[-2:]) == size:
+        return image
+    if interpolation == "nearest":
+        return F.interpolate(image[None], size=size, mode="nearest")[0]
+    return F.interpolate(image[None], size=size, mode=interpolation, align_corners=False,
+                         antialias=True)[0]
+
+
+def row_pass(image: torch.Tensor, geometry: CropGeometry, interpolation: str) -> torch.Tensor:
+    """Every row of a float image (3, H, W) resampled to the resized width: (3, H, width).
+    Rows are independent, so a band of rows gives those rows of the whole image's pass."""
+    return _resample(image, (image.shape[-2], geometry.resized[1]), interpolation)
+
+
+def column_pass(rows: torch.Tensor, geometry: CropGeometry, interpolation: str) -> torch.Tensor:
+    """The model input (3, size, size) from a row pass: the crop's columns resampled to the
+    resized height, the crop's rows kept (and bicubic's overshoot clipped, as in
+    ``resize_shorter``)."""
+    columns = rows[..., geometry.left : geometry.left + geometry.size]
+    out = _resample(columns, (geometry.resized[0], geometry.size), interpolation)
+    out = out[..., geometry.top : geometry.top + geometry.size, :]
+    return out.clamp(0.0, 1.0) if interpolation == "bicubic" else out
 
 
 def model_batch(

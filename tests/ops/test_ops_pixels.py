@@ -8,11 +8,17 @@ import torch
 from PIL import Image
 
 from runner.ops.pixels import (
+    INTERPOLATIONS,
+    CropGeometry,
     center_crop,
+    column_pass,
+    crop_geometry,
     model_batch,
     resize_and_crop,
     resize_shorter,
     resized_size,
+    row_pass,
+    separable_resize,
     to_unit,
 )
 
@@ -102,3 +108,34 @@ def test_model_batch_grouped_by_size_equals_one_by_one(interpolation):
     assert grouped.shape == (6, 3, 32, 32)
     assert torch.equal(grouped, alone)
     assert torch.equal(model_batch(images, 32, 0.875, interpolation, group=False), alone)
+
+
+def random_cases(count: int, seed: int = 0):
+    """(image, size, crop_pct, interpolation): landscape, portrait, square, down- and upscaled."""
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        size = int(rng.choice([16, 24, 32, 56]))
+        height, width = (int(n) for n in rng.integers(12, 130, size=2))
+        yield (torch.rand(3, height, width, generator=gen), size,
+               float(rng.choice([0.875, 0.9, 1.0])), str(rng.choice(INTERPOLATIONS)))
+
+
+def test_row_then_column_pass_equals_one_resize_bit_for_bit_on_the_cpu():
+    """The CPU kernel is separable: the two passes give resize_and_crop's values exactly (the
+    fused pass relies on it to resample only the edited rows of a masked image)."""
+    assert separable_resize(torch.device("cpu"))
+    for image, size, crop_pct, interpolation in random_cases(60):
+        geometry = crop_geometry(*image.shape[-2:], size, crop_pct)
+        two = column_pass(row_pass(image, geometry, interpolation), geometry, interpolation)
+        assert torch.equal(two, resize_and_crop(image, size, crop_pct, interpolation))
+        band = slice(image.shape[-2] // 3, image.shape[-2] // 2)  # rows are independent
+        rows = row_pass(image, geometry, interpolation)
+        assert torch.equal(row_pass(image[:, band], geometry, interpolation), rows[:, band])
+
+
+def test_crop_geometry_is_resize_and_crops():
+    geometry = crop_geometry(375, 500, 224, 0.875)
+    assert geometry == CropGeometry(resized=(256, 341), top=16, left=58, size=224)
+    with pytest.raises(ValueError, match="cannot crop"):
+        crop_geometry(375, 500, 224, 1.2)

@@ -15,14 +15,15 @@ from runner.kinds.evaluation import AccuracyEvaluator
 from runner.kinds.fgbg.params import FILLS, FgbgParams
 from runner.kinds.fusion import NATURAL, BatchInputs, Derived, Variant
 from runner.models.readouts import LOGITS, Readout
-from runner.ops.masking import REGIONS, mask_region
+from runner.ops.masking import REGIONS, masked_band
 
 
 @dataclass(frozen=True)
 class Masked(Variant):
     """The foreground-only (``fg``: only box pixels kept) or background-only (``bg``: box pixels
     blanked) input, the rest filled with ``black`` or the model's normalization ``mean``.
-    Masked at native resolution, then resized; it covers only the batch's images with boxes."""
+    Masked at native resolution, then resized (only the rows that meet a box are resampled
+    again); it covers only the batch's images with boxes."""
 
     stage: ClassVar[int] = 1
     name: str
@@ -41,8 +42,9 @@ class Masked(Variant):
             fill = torch.tensor(inputs.preprocess.mean, device=inputs.device)
         else:
             fill = torch.zeros(3, device=inputs.device)
-        images = [mask_region(inputs.native[i], inputs.boxes[i], self.name, fill) for i in rows]
-        return Derived(rows, inputs.resized(images))
+        edits = [(i, masked_band(inputs.native[i], inputs.boxes[i], self.name, fill))
+                 for i in rows]
+        return Derived(rows, inputs.resized_edits(edits))
 
 
 class FgbgEvaluator(AccuracyEvaluator):
