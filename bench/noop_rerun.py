@@ -3,8 +3,9 @@
 For each size, a study sweeps a low-pass radius over that many values for one model, and the
 database and artifact store are filled as a finished run leaves them (each task `done` with one
 metric and one intact artifact). Then `vitstudy run` is timed as a user runs it: a fresh
-process, cold imports included; it must execute no task, and import neither torch nor timm
-(nor, reading a SQLite file, SQLAlchemy).
+process, cold imports included (from compiled bytecode, as an install has it: the untimed
+first run writes it, even under ``PYTHONDONTWRITEBYTECODE``); it must execute no task, and
+import neither torch nor timm (nor, reading a SQLite file, SQLAlchemy).
 Printed for each size: the median wall time (and CPU time: on a busy machine the wall time is
 the CPU time stretched by the load), the cost per cached task, and where the time goes,
 measured inside the command in further fresh processes: the imports up to planning,
@@ -186,7 +187,11 @@ def bench_size(tasks: int, repeat: int, keep: bool) -> float:
         study = fill(work, tasks)
         env = dict(os.environ, VITSTUDY_DB=f"sqlite:///{work / 'results.db'}",
                    VITSTUDY_ARTIFACTS=str(work / "artifacts"), HF_HUB_OFFLINE="1",
-                   VITSTUDY_MAX_TASKS=str(max(tasks, 10_000)))
+                   VITSTUDY_MAX_TASKS=str(max(tasks, 10_000)),
+                   PYTHONPYCACHEPREFIX=str(work / "bytecode"))
+        # compiled modules, as an installed package has them: the untimed first run writes
+        # them (under the work folder), even where the shell says not to
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         cmd = [str(Path(sys.executable).with_name("vitstudy")), "run", str(study)]
         walls, cpus = time_run(cmd, env, work, tasks, repeat)
         stages = stage_times(study, work, env, tasks, repeat)

@@ -408,14 +408,7 @@ def run(ctx: click.Context, study_file: str, device: str, batch_size: int | str,
     """Run every task of a study that is not cached."""
     from runner.plan import cache_status
 
-    p, statuses = _plan_and_status(ctx, study_file, max_tasks, precision)
-    todo = [t for t in p.tasks if not statuses[t.key].cached]
-    if not todo:  # the common rerun: answer before importing the executor
-        click.echo(f"nothing to run: all {len(p.tasks)} tasks cached")
-        if with_report:
-            _write_report(ctx, p, cache_status)
-        _spare_shutdown_collections()
-        ctx.exit(0)
+    p, todo = _plan_to_run(ctx, study_file, max_tasks, precision, with_report)
     store = _run_store(ctx)  # a folder that is not a store: refused before the slow checks
     _check(p, todo, device, here=executor == "local")  # Ray workers hold their own devices
     from runner.execute.display import make_display
@@ -450,6 +443,32 @@ def run(ctx: click.Context, study_file: str, device: str, batch_size: int | str,
     if with_report:
         _write_report(ctx, p, cache_status)
     ctx.exit(summary.exit_code)
+
+
+def _plan_to_run(ctx: click.Context, study_file: str, max_tasks: int | None, precision: str,
+                 with_report: bool) -> tuple[Any, list[Any]]:
+    """The study's plan and its tasks that are not cached. The common rerun, all cached, ends
+    here (exit 0, after the report if asked for) before the executor is imported. The
+    collector is held from loading the study on, in one pause: the end of a pause sends it
+    through every object made during the pause (20 ms at 10,000 tasks), and in a rerun
+    without a report the pause lasts until the exit, where ``_spare_shutdown_collections``
+    has left it nothing to collect."""
+    from runner.plan import cache_status
+    from runner.spec import gc_paused
+
+    with gc_paused():
+        p, statuses = _plan_and_status(ctx, study_file, max_tasks, precision)
+        todo = [t for t in p.tasks if not statuses[t.key].cached]
+        if not todo:
+            click.echo(f"nothing to run: all {len(p.tasks)} tasks cached")
+            if not with_report:
+                _spare_shutdown_collections()
+                ctx.exit(0)
+    if not todo:  # the report is written with the collector back on
+        _write_report(ctx, p, cache_status)
+        _spare_shutdown_collections()
+        ctx.exit(0)
+    return p, todo
 
 
 def _check_lease() -> None:

@@ -68,14 +68,20 @@ def read_task_states(select: SelectKeys, count_tasks: Callable[[], int],
         keys, wanted = None, set(keys)
     status: dict[str, str] = {}
     arts: dict[str, list[tuple[str, str, int]]] = {}
+    found = arts.get
     for chunk in _chunks(keys, max_keys):
-        for k, role, path, size in select("SELECT task_key, role, path, bytes FROM artifacts",
-                                          "task_key", chunk):
-            if wanted is None or k in wanted:
-                arts.setdefault(k, []).append((role, path, size))
-        rows = select("SELECT key, status FROM tasks", "key", chunk)
-        status.update((k, s) for k, s in rows if wanted is None or k in wanted)
-    return {k: TaskState(k, s, tuple(arts.get(k, ()))) for k, s in status.items()}
+        for row in select("SELECT task_key, role, path, bytes FROM artifacts", "task_key",
+                          chunk):  # (role, path, bytes) by task (other tasks' unused)
+            listed = found(row[0])
+            if listed is None:
+                arts[row[0]] = [row[1:]]
+            else:
+                listed.append(row[1:])
+        status.update(select("SELECT key, status FROM tasks", "key", chunk))
+    if wanted is not None:  # both tables were read whole: the tasks asked for
+        for k in status.keys() - wanted:
+            del status[k]
+    return {k: TaskState(k, s, tuple(found(k, ()))) for k, s in status.items()}
 
 
 #: How ``read_task_states`` counts the tasks.

@@ -96,11 +96,12 @@ def load_study(path: str | Path, max_tasks: int = MAX_TASKS) -> LoadedStudy:
     """Read, interpolate and validate a study file; raise ``SpecError`` on any problem,
     including a study that expands to more than ``max_tasks`` tasks."""
     path = Path(path)
-    lines, data = _parse_yaml(path, _read_text(path))
+    lines, data, dollars = _parse_yaml(path, _read_text(path))
     if not isinstance(data, dict):
         raise SpecError(path, 1, None, "expected a mapping with `name`, `datasets`, `models` "
                         "and `studies` at the top of the file")
-    data = _interpolate(path, data, lines, ())
+    if dollars:  # else no string has a `${` to replace
+        data = _interpolate(path, data, lines, ())
     try:
         study = Study.model_validate(data)
     except ValidationError as e:
@@ -139,12 +140,18 @@ def _read_text(path: Path) -> str:
                         f"0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8") from None
 
 
-def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
+def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any, bool]:
     """Parse YAML; also map every key path to its line (1-based), refusing duplicate keys and
-    documents that aliases expand past ``MAX_YAML_NODES`` (checked before anything expands)."""
+    documents that aliases expand past ``MAX_YAML_NODES`` (checked before anything expands).
+    Last, whether any string may hold a ``$`` (``_interpolate`` changes nothing else)."""
     lines: dict[tuple, int] = {}
     try:
         node = yaml.compose(text, Loader=_Loader)
+        if node is not None and "*" not in text:  # a tree: one walk, when it is plain
+            try:
+                return lines, *_read_tree(node, lines, MAX_YAML_NODES)
+            except Exception:  # noqa: BLE001 - read again below, as it always was
+                lines.clear()
         if node is not None:
             _check_expansion(path, node, MAX_YAML_NODES, aliases="*" in text)
             # lines before constructing: the loader merges `<<: *anchor` keys into the
@@ -158,7 +165,7 @@ def _parse_yaml(path: Path, text: str) -> tuple[dict[tuple, int], Any]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(path, line, None, f"malformed YAML: {problem}") from None
-    return lines, data
+    return lines, data, True
 
 
 #: The tags of what study files hold: the constructors of these build what the loader would.
@@ -187,14 +194,7 @@ def _plain(loader: Any, node: yaml.Node, made: dict[int, Any]) -> Any:
     """The value of a plain node; ``made``: the collections built so far, by node (an alias
     gives the same object, as the loader's does)."""
     if isinstance(node, yaml.ScalarNode):
-        tag, text = node.tag, node.value
-        if tag == _STR:
-            return text
-        if tag == _INT and text.isdigit() and (text[0] != "0" or text == "0"):
-            return int(text)  # what the loader makes of plain decimal digits
-        if tag not in _PLAIN_SCALARS:
-            raise _NotPlain(tag)
-        return loader.yaml_constructors[tag](loader, node)
+        return _plain_scalar(loader, node)
     if id(node) in made:
         return made[id(node)]
     if node.tag == _SEQ and isinstance(node, yaml.SequenceNode):
@@ -209,6 +209,73 @@ def _plain(loader: Any, node: yaml.Node, made: dict[int, Any]) -> Any:
             raise _NotPlain(key_node.tag)
         mapping[_plain(loader, key_node, made)] = _plain(loader, value_node, made)
     return mapping
+
+
+def _plain_scalar(loader: Any, node: yaml.Node) -> Any:
+    """The value of a plain scalar node; ``_NotPlain`` for a tag ``_plain`` leaves to the
+    loader."""
+    tag, text = node.tag, node.value
+    if tag == _STR:
+        return text
+    if tag == _INT and text.isdigit() and (text[0] != "0" or text == "0"):
+        return int(text)  # what the loader makes of plain decimal digits
+    if tag not in _PLAIN_SCALARS:
+        raise _NotPlain(tag)
+    return loader.yaml_constructors[tag](loader, node)
+
+
+def _read_tree(root: yaml.Node, lines: dict[tuple, int], limit: int) -> tuple[Any, bool]:
+    """What ``_check_expansion``, ``_walk_lines`` and ``_construct`` do with a document
+    without aliases (a tree), in one walk instead of three: count its nodes, map each key path
+    to its line in ``lines``, and build its values as ``_plain`` does. Returns the values and
+    whether any string holds a ``$``. Raises ``_NotPlain`` where the three would do anything
+    else (a duplicate or unhashable key, a node ``_plain`` leaves to the loader, more than
+    ``limit`` nodes), or an error one of them would raise: the caller then runs them."""
+    loader = _Loader("")
+    size, dollars = 1, False
+
+    def scalar(node: yaml.Node) -> Any:
+        nonlocal dollars
+        value = _plain_scalar(loader, node)
+        dollars = dollars or (type(value) is str and "$" in value)
+        return value
+
+    def collection(node: yaml.Node, at: tuple) -> Any:
+        nonlocal size
+        if node.tag == _SEQ and isinstance(node, yaml.SequenceNode):
+            size += len(node.value)
+            if size > limit:
+                raise _NotPlain("too many nodes")
+            items = []
+            for i, item in enumerate(node.value):
+                here = at + (i,)
+                lines[here] = item.start_mark.line + 1
+                items.append(scalar(item) if isinstance(item, yaml.ScalarNode)
+                             else collection(item, here))
+            return items
+        if node.tag != _MAP or not isinstance(node, yaml.MappingNode):
+            raise _NotPlain(node.tag)
+        size += 2 * len(node.value)
+        if size > limit:
+            raise _NotPlain("too many nodes")
+        mapping, seen = {}, set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value in seen:
+                raise _NotPlain("duplicate or unhashable key")
+            key = key_node.value  # lines and duplicates go by the key's text
+            seen.add(key)
+            here = at + (key,)
+            lines[here] = key_node.start_mark.line + 1
+            mapping[scalar(key_node)] = (scalar(value_node)
+                                         if isinstance(value_node, yaml.ScalarNode)
+                                         else collection(value_node, here))
+        return mapping
+
+    lines[()] = root.start_mark.line + 1
+    data = scalar(root) if isinstance(root, yaml.ScalarNode) else collection(root, ())
+    if size > limit:  # (a lone scalar)
+        raise _NotPlain("too many nodes")
+    return data, dollars
 
 
 def _node_children(node: yaml.Node) -> list[yaml.Node]:
@@ -469,9 +536,10 @@ def _check_params(loaded: LoadedStudy, at: tuple, entry: StudyEntry, kind: Kind)
         if not values:
             raise _fail(loaded, at + ("sweep", param), "a sweep needs at least one value")
     validated = []
+    validate, dataset_params = kind.Params.model_validate, getattr(kind, "dataset_params", ())
     for combo, where in expand_sweep(entry):
         try:
-            params = kind.Params.model_validate(combo)
+            params = validate(combo)
         except ValidationError as e:
             err = e.errors()[0]
             loc = tuple(err["loc"])
@@ -480,7 +548,7 @@ def _check_params(loaded: LoadedStudy, at: tuple, entry: StudyEntry, kind: Kind)
             raise _fail(loaded, key, _describe(err)) from None
         if entry.dataset is None and kind.requires_dataset(params):
             raise _fail(loaded, at, f"kind {entry.kind!r} with these params needs a `dataset:`")
-        for param in getattr(kind, "dataset_params", ()):
+        for param in dataset_params:
             ref = getattr(params, param)
             if ref is not None and ref not in datasets:
                 raise _fail(loaded, at + ("params", param), f"unknown dataset {ref!r}; known: "
@@ -518,8 +586,11 @@ def expand_sweep(entry: StudyEntry) -> list[tuple[dict[str, Any], set[str]]]:
     import itertools
 
     keys = list(entry.sweep)
-    combos = itertools.product(*(entry.sweep[k] for k in keys)) if keys else [()]
     swept = set(keys)  # one set for all combinations: it is only read
+    if len(keys) == 1:  # the usual sweep, of one param: the same dicts, made faster
+        (key,) = keys
+        return [({**entry.params, key: value}, swept) for value in entry.sweep[key]]
+    combos = itertools.product(*(entry.sweep[k] for k in keys)) if keys else [()]
     return [({**entry.params, **dict(zip(keys, values, strict=True))}, swept)
             for values in combos]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import tempfile
 import time
@@ -194,12 +195,26 @@ class Store:
         _fsync_dir(dest.parent)
 
     def intact(self, relpath: str, size: int) -> bool:
-        """Whether an artifact file exists with the size recorded for it: one ``stat``, no
-        ``Path`` built (a cache check makes one call per artifact of every cached task)."""
-        try:
-            return os.stat(os.path.join(self.root, relpath)).st_size == size
-        except OSError:
-            return False
+        """Whether an artifact file exists with the size recorded for it: one ``stat``."""
+        return self.intact_check()(relpath, size)
+
+    def intact_check(self) -> Callable[[str, int], bool]:
+        """``intact``, for a cache check's one call per artifact of every cached task: no
+        ``Path`` built, and the root's text made once; on POSIX each path is joined to it as
+        ``os.path.join`` would (an absolute path stays itself), without calling it."""
+        prefix = os.path.join(self.root, "")  # the root with its separator
+        posix, join, stat = os.path is posixpath, os.path.join, os.stat
+
+        def intact(relpath: str, size: int) -> bool:
+            try:
+                if posix:
+                    return stat(relpath if relpath[:1] == "/" else prefix + relpath
+                                ).st_size == size
+                return stat(join(prefix, relpath)).st_size == size  # pragma: no cover
+            except OSError:
+                return False
+
+        return intact
 
     def verify(self, relpath: str, sha256: str) -> bool:
         """Whether an artifact's content still hashes to ``sha256`` (reads the whole file)."""

@@ -179,6 +179,52 @@ def test_tree_size_is_the_expanded_size_of_a_document_without_aliases(text: str)
     assert spec._tree_size(node) == expanded_size(node, 10**6)
 
 
+def _three_walks(text: str, limit: int) -> tuple[str, object, object]:
+    """What the walks ``_read_tree`` stands for give: ("ok", lines, data) or the error."""
+    from runner import spec
+
+    node = yaml.compose(text, Loader=spec._Loader)
+    lines: dict[tuple, int] = {}
+    try:
+        spec._check_expansion(Path("x.yaml"), node, limit, aliases=False)
+        spec._walk_lines(Path("x.yaml"), node, (), lines)
+        return "ok", lines, spec._construct(spec._Loader(""), node)
+    except Exception as error:  # noqa: BLE001 - compared, not handled
+        return type(error).__name__, str(error), None
+
+
+TREE_CASES = [text for text in YAML_CASES if "*" not in text] + [
+    "a: 1\na: 2\n", "a: {b: [1, {c: 2, c: 3}]}\n", "1: a\n01: b\n", "a: 2001-12-14\n",
+    "root: ${HOME}\nboxes: \"\\x24{HOME}\"\nk: [$, 'x']\n", "'${K}': 1\n", "[" * 200 + "]" * 200,
+]
+
+
+@pytest.mark.parametrize("limit", [10**6, 6, 1])
+@pytest.mark.parametrize("text", TREE_CASES)
+def test_one_walk_of_a_tree_reads_it_as_the_three_walks_do(text: str, limit: int) -> None:
+    from runner import spec
+
+    node = yaml.compose(text, Loader=spec._Loader)
+    expected = _three_walks(text, limit)
+    lines: dict[tuple, int] = {}
+    try:
+        data, dollars = spec._read_tree(node, lines, limit)
+    except Exception:  # noqa: BLE001 - then the three walks run, as before
+        return
+    assert expected[0] == "ok" and repr((lines, data)) == repr(expected[1:])
+    if isinstance(data, dict) and not dollars:  # then interpolating changes nothing
+        assert repr(spec._interpolate(Path("x.yaml"), data, lines, ())) == repr(data)
+
+
+def test_the_plans_encoder_writes_canonical_json() -> None:
+    from runner.plan import _canonical_tree, canonical_json
+
+    for value in ({"b": [1.0, 2, None], "a": {"z": True, "é": "ß\n\u2028"}}, [], {}, "x\x00",
+                  {"radii": [0.1, 1e-300, 1e300, float("inf")], "n": -0.0, "k": 2**70},
+                  {"dataset": {"dataset": "synthetic:abc"}, "1": [[], [{}]]}):
+        assert _canonical_tree(value) == canonical_json(value)
+
+
 def test_an_alias_free_study_past_the_node_limit_fails_as_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from runner import spec
@@ -227,8 +273,10 @@ def test_direct_read_gives_what_the_engine_gives(tmp_path: Path,
         through_engine = _sorted_states(db.task_states(engine, asked))
         assert _sorted_states(dbread.sqlite_task_states(url, asked)) == through_engine
     monkeypatch.setattr(dbread, "_SCAN_FROM", 1)  # both tables read whole
-    assert (_sorted_states(dbread.sqlite_task_states(url, keys))
-            == _sorted_states(db.task_states(engine, keys)))
+    for asked in (keys, keys[:8]):  # keys[:8]: a scan that finds tasks not asked for
+        states = _sorted_states(dbread.sqlite_task_states(url, asked))
+        assert states == _sorted_states(db.task_states(engine, asked))
+        assert set(states) == set(asked[:12]) - {asked[1]}  # not the one without its row
     monkeypatch.chdir(tmp_path)  # a relative path, as the default URL is
     assert dbread.sqlite_task_states("sqlite:///results.db", keys) is not None
 

@@ -32,6 +32,18 @@ def test_intact_and_verify_detect_damage(tmp_path: Path) -> None:
     assert not store.intact(rel, size)
 
 
+def test_intact_check_joins_paths_as_os_path_join_does(tmp_path: Path) -> None:
+    rel, _, size = Store(tmp_path).put_bytes(b"0123456789", ".bin")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.bin"
+    outside.write_bytes(b"abc")
+    for root in (tmp_path, str(tmp_path), f"{tmp_path}/"):
+        intact = Store(root).intact_check()
+        assert intact(rel, size) and not intact(rel, size + 1)
+        assert not intact("ab/missing.bin", size)
+        assert intact(str(outside), 3)  # an absolute path is itself, as in os.path.join
+    outside.unlink()
+
+
 def test_gc_removes_unreferenced_and_stale_temp_files_only(tmp_path: Path) -> None:
     store = Store(tmp_path)
     keep, _, _ = store.put_bytes(b"keep", ".bin")
