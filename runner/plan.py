@@ -479,7 +479,12 @@ def check_tasks(plan: Plan, tasks: list[Task]) -> None:
     with their weights at hand, and each kind accepts its params for its model (layers,
     features, CLS token). Raises ``SpecError`` pointing at the entry at fault."""
     _check_datasets(plan, tasks)
-    infos = _inspect_models(plan, tasks)
+    check_params_fit_models(plan, tasks, _inspect_models(plan, tasks))
+
+
+def check_params_fit_models(plan: Plan, tasks: list[Task], infos: dict[str, Any]) -> None:
+    """Each kind accepts its params for its model (layers, features, CLS token), given each
+    used model's sites (``infos``, by model name); ``SpecError`` at the entry at fault."""
     for t in tasks:
         if t.model is None:
             continue

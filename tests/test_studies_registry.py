@@ -119,3 +119,31 @@ def test_every_model_name_and_tag_is_in_its_librarys_registry(path: Path) -> Non
 ], ids=lambda v: str(v)[:40])
 def test_the_check_catches_typos(entry: dict[str, Any], problem: str | None) -> None:
     assert registry_problem(entry) == problem
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_every_entrys_layers_and_features_fit_its_models(path: Path, monkeypatch,
+                                                         tmp_path: Path) -> None:
+    """What `vitstudy run` checks before running, for the models alone (built on the meta
+    device, no weights, no data): a feature range past a CNN stage's width fails here."""
+    from PIL import Image
+
+    from runner.models import inspect_model
+    from runner.plan import check_params_fit_models, make_plan
+    from runner.spec import load_study
+
+    for var in ("IMAGENET_VAL", "IMAGENET_VAL_BOXES", "IMAGENET_TRAIN", "IMAGENET_TRAIN_BOXES"):
+        folder = tmp_path / var.lower()
+        monkeypatch.setenv(var, str(folder))
+        if not var.endswith("BOXES"):  # an ImageNet layout of one image
+            (folder / "n01440764").mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(folder / "n01440764" / "a.JPEG")
+        else:
+            folder.mkdir()
+    monkeypatch.setenv("VITSTUDY_CACHE", str(tmp_path / "cache"))
+    plan = make_plan(load_study(path))
+    loaded = plan.study
+    infos = {name: inspect_model(spec, base_dir=loaded.base_dir, shapes_only=True)
+             for name, spec in loaded.study.models.items()
+             if any(t.model == name for t in plan.tasks)}
+    check_params_fit_models(plan, plan.tasks, infos)
