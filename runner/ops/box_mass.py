@@ -11,12 +11,10 @@ no interpolation adds structure the tokens do not have.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from runner.ops.pixels import resized_size
+from runner.ops.pixels import crop_geometry
 
 
 def input_frame_boxes(boxes: torch.Tensor, height: int, width: int, size: int,
@@ -27,8 +25,8 @@ def input_frame_boxes(boxes: torch.Tensor, height: int, width: int, size: int,
     Pixel ``xmin..xmax`` covers ``[xmin, xmax + 1)``; the shorter side is scaled to
     ``floor(size / crop_pct)`` (each axis by its own factor, as the resize rounds) and the
     centre ``size`` x ``size`` is cut at the offsets ``center_crop`` uses."""
-    rh, rw = resized_size(height, width, math.floor(size / crop_pct))
-    top, left = int(round((rh - size) / 2.0)), int(round((rw - size) / 2.0))  # center_crop's
+    geometry = crop_geometry(height, width, size, crop_pct)
+    (rh, rw), top, left = geometry.resized, geometry.top, geometry.left
     b = boxes.to(torch.float64).reshape(-1, 4)
     x = torch.stack([b[:, 0], b[:, 2] + 1]) * (rw / width) - left
     y = torch.stack([b[:, 1], b[:, 3] + 1]) * (rh / height) - top

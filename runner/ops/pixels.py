@@ -37,14 +37,13 @@ def resized_size(height: int, width: int, shorter: int) -> tuple[int, int]:
     return int(shorter * height / width), shorter
 
 
-def resize_shorter(image: torch.Tensor, shorter: int, interpolation: str) -> torch.Tensor:
-    """A float image (3, H, W), or a stack (N, 3, H, W) of one size, with its shorter side
-    scaled to ``shorter`` pixels."""
+def _resample(image: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """A float image (C, H, W), or a stack (N, C, H, W), resampled to ``size`` (H, W) with the
+    model's interpolation (antialiased, as PIL does), unclamped; the image itself when it
+    already has that size."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
-    height, width = image.shape[-2:]
-    size = resized_size(height, width, shorter)
-    if size == (height, width):
+    if tuple(image.shape[-2:]) == size:
         return image
     batch = image if image.dim() == 4 else image[None]
     if interpolation == "nearest":
@@ -52,9 +51,16 @@ def resize_shorter(image: torch.Tensor, shorter: int, interpolation: str) -> tor
     else:
         out = F.interpolate(batch, size=size, mode=interpolation, align_corners=False,
                             antialias=True)
-        if interpolation == "bicubic":
-            out = out.clamp_(0.0, 1.0)  # bicubic overshoots; PIL's uint8 output is clipped too
     return out if image.dim() == 4 else out[0]
+
+
+def resize_shorter(image: torch.Tensor, shorter: int, interpolation: str) -> torch.Tensor:
+    """A float image (3, H, W), or a stack (N, 3, H, W) of one size, with its shorter side
+    scaled to ``shorter`` pixels."""
+    out = _resample(image, resized_size(*image.shape[-2:], shorter), interpolation)
+    if interpolation == "bicubic" and out is not image:
+        out = out.clamp_(0.0, 1.0)  # bicubic overshoots; PIL's uint8 output is clipped too
+    return out
 
 
 def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -62,9 +68,13 @@ def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     height, width = image.shape[-2:]
     if height < size or width < size:
         raise ValueError(f"cannot crop {size}x{size} from a {height}x{width} image")
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    top, left = _centre_offset(height, size), _centre_offset(width, size)
     return image[..., top : top + size, left : left + size]
+
+
+def _centre_offset(length: int, size: int) -> int:
+    """Where a centred ``size`` starts within ``length``, rounded as torchvision rounds."""
+    return int(round((length - size) / 2.0))
 
 
 def resize_and_crop(
@@ -92,26 +102,14 @@ def crop_geometry(height: int, width: int, size: int, crop_pct: float) -> CropGe
     resized = resized_size(height, width, math.floor(size / crop_pct))
     if resized[0] < size or resized[1] < size:
         raise ValueError(f"cannot crop {size}x{size} from a {resized[0]}x{resized[1]} image")
-    top, left = (int(round((n - size) / 2.0)) for n in resized)
-    return CropGeometry(resized, top, left, size)
+    return CropGeometry(resized, _centre_offset(resized[0], size),
+                        _centre_offset(resized[1], size), size)
 
 
 def separable_resize(device: torch.device) -> bool:
     """Whether ``row_pass`` then ``column_pass`` equal one resize bit for bit on ``device``:
     on the CPU (torch's kernel is these two passes; tested); elsewhere not relied on."""
     return device.type == "cpu"
-
-
-def _resample(image: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
-    """One unclamped ``F.interpolate`` of a (C, H, W) image, as ``resize_shorter`` calls it."""
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
-    if tuple(image.shape[-2:]) == size:
-        return image
-    if interpolation == "nearest":
-        return F.interpolate(image[None], size=size, mode="nearest")[0]
-    return F.interpolate(image[None], size=size, mode=interpolation, align_corners=False,
-                         antialias=True)[0]
 
 
 def row_pass(image: torch.Tensor, geometry: CropGeometry, interpolation: str) -> torch.Tensor:
