@@ -189,6 +189,27 @@ alembic_version = Table(
 )
 
 
+#: How long a SQLite connection waits for another's lock before "database is locked".
+BUSY_TIMEOUT_S = 60
+
+
+def _enable_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting for other connections as the busy timeout does:
+    SQLite answers a journal-mode change that meets another connection's lock (runners opening
+    a new database together) with "database is locked" at once, without its busy handler."""
+    import sqlite3
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
     """WAL, busy timeout, foreign keys; transactions begin explicitly (IMMEDIATE on demand).
     ``read_only``: no journal-mode change, ``query_only`` and an authorizer refusing writes."""
@@ -197,12 +218,12 @@ def _sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 60000")
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
         if read_only:
             cur.execute("PRAGMA query_only = ON")
             dbapi_conn.set_authorizer(_read_only_authorizer)
         else:
-            cur.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cur)
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -334,7 +355,7 @@ def hide_password(url: str) -> str:
 def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(_read_only_sqlite_url(url) if read_only else url,
-                               connect_args={"timeout": 60})
+                               connect_args={"timeout": BUSY_TIMEOUT_S})
         _sqlite_setup(engine, read_only=read_only)
         return engine
     # PostgreSQL: every transaction of the session is read-only unless it says otherwise
